@@ -1,0 +1,37 @@
+# omnitok: `make quickstart` runs the main job; `make test` runs the tests.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.omnitok-installed
+
+.PHONY: venv test lint quickstart bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install --upgrade pip >/dev/null
+
+$(STAMP): $(PY) pyproject.toml scripts/install_sysdeps.sh
+	bash scripts/install_sysdeps.sh
+	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install "torch==2.13.0"
+	$(PIP) install -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: venv
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(PY) -m pytest -q tests
+
+quickstart: venv
+	$(PY) -m omnitok.cli quickstart
+
+bench: venv
+	$(PIP) install -e ".[bench]"
+	$(PY) benchmarks/quantizers.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

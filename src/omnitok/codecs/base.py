@@ -1,0 +1,192 @@
+"""The codec interface: data <-> discrete codes, saved as a folder (config.json + model.safetensors).
+
+Every codec (text BPE, image VQ, audio RVQ, video VQ) implements :class:`Codec`:
+
+* ``encode(x) -> codes`` shaped (B, *code_grid, num_codebooks), int64;
+* ``decode(codes) -> x``;
+* ``code_grid(input_shape) -> tuple`` the code grid for an input shape (no batch dimension);
+* ``codebook_size``, ``num_codebooks``, ``modality``;
+* ``save_pretrained(dir)`` / ``from_pretrained(dir)``.
+
+The config written to ``config.json`` carries ``codec_class`` (so :func:`load_codec` can dispatch),
+the constructor arguments and ``weights_sha256`` (a hash of the saved tensors) that the vocabulary
+records, so a token shard always names the exact weights that made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder is missing, truncated, or disagrees with its config."""
+
+
+class Codec(nn.Module, ABC):
+    """Base class of every codec. Subclasses store their constructor kwargs in ``self.config``."""
+
+    #: "text" | "image" | "audio" | "video"
+    modality: ClassVar[str]
+    #: registry of codec classes by name, filled by ``__init_subclass__``
+    registry: ClassVar[dict[str, type[Codec]]] = {}
+
+    config: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not getattr(cls, "__abstractmethods__", None):
+            Codec.registry[cls.__name__] = cls
+
+    # ----- the interface --------------------------------------------------------------------
+    @abstractmethod
+    def encode(self, x: Tensor) -> Tensor:
+        """x: a batch of data -> codes (B, *code_grid, num_codebooks) int64."""
+
+    @abstractmethod
+    def decode(self, codes: Tensor) -> Tensor:
+        """codes (B, *code_grid, num_codebooks) -> a batch of data."""
+
+    @abstractmethod
+    def code_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The code grid for one input of ``input_shape`` (no batch dimension)."""
+
+    @property
+    @abstractmethod
+    def codebook_size(self) -> int:
+        """Distinct codes per codebook."""
+
+    @property
+    def num_codebooks(self) -> int:
+        return 1
+
+    # ----- folders ----------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> str:
+        """Write ``config.json`` + ``model.safetensors`` atomically; return the weights hash."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
+            tmp_path = Path(tmp.name)
+        save_file(state, str(tmp_path))
+        digest = sha256_file(tmp_path)
+        os.replace(tmp_path, directory / WEIGHTS_NAME)
+        cfg = {
+            "codec_class": type(self).__name__,
+            "modality": self.modality,
+            "config": self.config,
+            "weights_sha256": digest,
+            **(extra or {}),
+        }
+        write_json_atomic(directory / CONFIG_NAME, cfg)
+        return digest
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str], map_location: str = "cpu") -> Codec:
+        """Load a codec folder. Called on :class:`Codec` itself it dispatches on ``codec_class``."""
+        cfg = read_codec_config(directory)
+        name = cfg["codec_class"]
+        target = Codec.registry.get(name)
+        if target is None:
+            raise CheckpointError(f"{directory}: unknown codec_class {name!r}; known: {sorted(Codec.registry)}")
+        if cls is not Codec and not issubclass(target, cls):
+            raise CheckpointError(f"{directory}: holds a {name}, not a {cls.__name__}")
+        codec = target(**cfg["config"])
+        codec.load_weights(Path(directory) / WEIGHTS_NAME, map_location=map_location)
+        codec.weights_sha256 = cfg.get("weights_sha256")
+        codec.eval()
+        return codec
+
+    def load_weights(self, path: Path, map_location: str = "cpu") -> None:
+        """Load safetensors weights, naming every tensor that disagrees with the config."""
+        state = load_safetensors(path, map_location)
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        wrong = [
+            f"{k}: checkpoint {tuple(state[k].shape)} vs config {tuple(own[k].shape)}"
+            for k in own
+            if k in state and state[k].shape != own[k].shape
+        ]
+        if missing or unexpected or wrong:
+            parts = []
+            if missing:
+                parts.append(f"missing tensors {missing[:8]}{'...' if len(missing) > 8 else ''}")
+            if unexpected:
+                parts.append(f"unexpected tensors {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}")
+            if wrong:
+                parts.append("shape mismatches " + "; ".join(wrong[:8]))
+            raise CheckpointError(f"{path}: weights disagree with config.json: " + ", ".join(parts))
+        self.load_state_dict(state)
+
+
+def load_codec(directory: str | os.PathLike[str], map_location: str = "cpu") -> Codec:
+    """Load any codec folder (dispatches on the ``codec_class`` in its config.json)."""
+    return Codec.from_pretrained(directory, map_location=map_location)
+
+
+# ----- file helpers (used by every checkpoint writer) ------------------------------------------
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def read_codec_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    directory = Path(directory)
+    path = directory / CONFIG_NAME
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: not a checkpoint folder (expected {CONFIG_NAME} + {WEIGHTS_NAME})")
+    if not path.exists():
+        raise CheckpointError(f"{directory}: missing {CONFIG_NAME}")
+    try:
+        cfg = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from e
+    for key in ("codec_class", "config"):
+        if key not in cfg:
+            raise CheckpointError(f"{path}: missing key {key!r}")
+    return cfg
+
+
+def load_safetensors(path: str | os.PathLike[str], map_location: str = "cpu") -> dict[str, Tensor]:
+    """Load a safetensors file with a clear error for a missing or truncated file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing weights file")
+    try:
+        return load_file(str(path), device=map_location)
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: cannot read weights (truncated or corrupt?): {e}") from e
+
+
+def select_device(device: str | None = None) -> torch.device:
+    """'auto'/None -> cuda when present, else cpu."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
