@@ -88,3 +88,166 @@ class UsageTracker(torch.nn.Module):
             "window_perplexity": entropy.exp(),
             "window_dead_codes": (1 - used).sum(),
         }
+
+
+# ----- helpers added for the scalar / binary / gumbel quantizers (fsq, lfq, bsq, gumbel) ------------
+#: codebooks larger than this get sparse (torch.unique) usage metrics and no running-window tracker
+DENSE_USAGE_LIMIT = 1 << 20
+
+
+def straight_through_exact(x: Tensor, q: Tensor) -> Tensor:
+    """Straight-through whose forward value is *bitwise* q: ``q + (x - x.detach())``.
+
+    ``x + (q - x).detach()`` rounds (a + (b - a) != b in floating point), so eval latents could
+    differ from ``codes_to_latents(codes)`` in the last bit; here the added term is exactly zero.
+    """
+    return q + (x - x.detach())
+
+
+def codes_usage_metrics(
+    codes: Tensor, codebook_size: int, tracker: UsageTracker | None = None
+) -> dict[str, Tensor]:
+    """Batch usage metrics (+ running-window metrics when a tracker is given) for codes in [0, K).
+
+    Codebooks above :data:`DENSE_USAGE_LIMIT` (implicit codebooks such as FSQ with many levels)
+    are counted with ``torch.unique`` instead of a (K,) histogram.
+    """
+    codes = codes.detach().reshape(-1)
+    if codebook_size <= DENSE_USAGE_LIMIT:
+        counts = code_histogram(codes, codebook_size)
+        metrics = usage_metrics(counts)
+        if tracker is not None:
+            metrics.update(tracker.update(counts))
+        return metrics
+    _, counts = torch.unique(codes, return_counts=True)
+    counts = counts.float()
+    p = counts / counts.sum().clamp_min(1.0)
+    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
+    used = float(counts.numel())
+    return {
+        "usage": torch.tensor(used / codebook_size),
+        "perplexity": entropy.exp(),
+        "dead_codes": torch.tensor(float(codebook_size) - used),
+    }
+
+
+def binary_entropy_from_logits(logits: Tensor) -> Tensor:
+    """Elementwise entropy (nats) of Bernoulli(sigmoid(logits)), stable for large |logits|."""
+    p = torch.sigmoid(logits)
+    # H = -p log p - (1-p) log(1-p) = softplus(l) - p * l
+    return torch.nn.functional.softplus(logits) - p * logits
+
+
+def split_bits(num_bits: int, group_size: int) -> list[int]:
+    """Split ``num_bits`` into ceil(num_bits / group_size) balanced groups, each <= group_size."""
+    if group_size < 1:
+        raise ValueError(f"entropy_group_size must be >= 1, got {group_size}")
+    n_groups = -(-num_bits // group_size)
+    base, extra = divmod(num_bits, n_groups)
+    return [base + 1 if g < extra else base for g in range(n_groups)]
+
+
+def factorized_bit_entropy(
+    logits: Tensor, group_size: int = 1, chunk: int = 16384
+) -> tuple[Tensor, Tensor]:
+    """Entropy terms of the LFQ / BSQ entropy loss without an (N, 2^d) matrix.
+
+    ``logits`` (N, d) are per-bit logits: p(bit_i = 1 | x_n) = sigmoid(logits[n, i]). Under this
+    parametrisation the code distribution q(c | x_n) over the 2^d codes is a product of independent bits
+    (MAGVIT-v2's softmax over -||z - c||^2 factorises exactly this way for c in {-1, 1}^d).
+
+    Returns ``(per_sample, codebook)``:
+      per_sample = mean_n H(q(. | x_n)) -- *exact*: a sum of d binary entropies.
+      codebook   = H(mean_n q(. | x_n)) -- the batch average is no longer a product, so the bits are
+                   split into groups of at most ``group_size`` bits; each group's 2^g-way average is
+                   computed exactly (an (N, 2^g) matrix, in chunks of ``chunk`` rows) and the group
+                   entropies are summed. Exact when group_size >= d; an upper bound otherwise
+                   (subadditivity of entropy), tight when groups are independent in the batch.
+                   group_size=1 is BSQ's per-bit factorised approximation (arXiv 2406.07548, Sec. 3.3).
+    """
+    n, d = logits.shape
+    per_sample = binary_entropy_from_logits(logits).sum(-1).mean()
+    if group_size == 1:  # per-bit marginals: H(mean_n p_i) summed over bits, O(N d)
+        p_mean = torch.sigmoid(logits).mean(0).clamp(1e-7, 1 - 1e-7)  # (d,)
+        codebook = -(p_mean * p_mean.log() + (1 - p_mean) * (1 - p_mean).log()).sum()
+        return per_sample, codebook
+    sizes = split_bits(d, group_size)
+    # block-diagonal (d, S) pattern, S = sum_g 2^g: column j of group g is that group's sub-code j,
+    # so one matmul gives every group's log q(sub-code | x) side by side
+    pattern = logits.new_zeros(d, sum(1 << g for g in sizes))
+    r0 = c0 = 0
+    for g in sizes:
+        pattern[r0 : r0 + g, c0 : c0 + (1 << g)] = index_to_bits(torch.arange(1 << g, device=logits.device), g).T
+        r0, c0 = r0 + g, c0 + (1 << g)
+    member = torch.block_diag(*[logits.new_ones(g, 1 << g) for g in sizes])  # (d, S) 1 where bit in group
+    log_p1 = torch.nn.functional.logsigmoid(logits)  # (N, d) log p(bit = 1)
+    log_p0 = torch.nn.functional.logsigmoid(-logits)  # (N, d) log p(bit = 0)
+    total = logits.new_zeros(pattern.shape[1])
+    for l1, l0 in zip(log_p1.split(chunk), log_p0.split(chunk)):  # (n_c, d) each
+        log_q = l1 @ pattern + l0 @ (member - pattern)  # (n_c, S)
+        total = total + log_q.exp().sum(0)
+    avg = total / n  # (S,) per group: the batch-average distribution over its 2^g sub-codes
+    codebook = -(avg * torch.log(avg.clamp_min(1e-12))).sum()  # sum of the group entropies
+    return per_sample, codebook
+
+
+def bits_to_index(bits: Tensor) -> Tensor:
+    """(..., d) {0,1} bits, most significant first -> (...,) int64 index."""
+    d = bits.shape[-1]
+    weights = 1 << torch.arange(d - 1, -1, -1, device=bits.device, dtype=torch.long)
+    return (bits.long() * weights).sum(-1)
+
+
+def index_to_bits(index: Tensor, d: int) -> Tensor:
+    """(...,) int64 index in [0, 2^d) -> (..., d) {0,1} int64 bits, most significant first."""
+    shifts = torch.arange(d - 1, -1, -1, device=index.device, dtype=torch.long)
+    return (index.long().unsqueeze(-1) >> shifts) & 1
+
+
+# ----- distributed helpers for codebook quantizers (vq.py, rvq.py, aq.py) -----------------------
+def get_rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def all_gather_rows(t: Tensor) -> Tensor:
+    """Concatenate every rank's rows (N_r, ...) in rank order; ranks may hold different N_r.
+
+    Sizes are all-gathered first, each rank pads to the largest, then the padding is dropped.
+    A collective: every rank must call it (also with N_r = 0). Outside torch.distributed: t.
+    """
+    if not is_distributed():
+        return t
+    world = dist.get_world_size()
+    n = torch.tensor([t.shape[0]], dtype=torch.long, device=t.device)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n)
+    counts = [int(s) for s in sizes]
+    longest = max(counts)
+    padded = t.new_zeros((longest, *t.shape[1:]))
+    padded[: t.shape[0]] = t
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:c] for p, c in zip(parts, counts)], dim=0)
+
+
+@torch.no_grad()
+def sample_rows_synced(x: Tensor, num: int) -> Tensor | None:
+    """``num`` rows drawn at random from the union of all ranks' ``x`` (N_r, C), identical on
+    every rank: each rank offers up to ``num`` distinct random rows, rank 0 draws from the pool
+    (without replacement when it is large enough) and broadcasts. Returns None (on every rank)
+    when no rank has any row. A collective: every rank must call it with the same ``num``.
+    """
+    x = x.detach()
+    offer = x[torch.randperm(x.shape[0], device=x.device)[:num]]  # (<= num, C)
+    pool = all_gather_rows(offer)  # (P, C), the same P on every rank
+    if pool.shape[0] == 0:
+        return None
+    if get_rank() == 0:
+        if pool.shape[0] >= num:
+            pick = torch.randperm(pool.shape[0], device=x.device)[:num]
+        else:
+            pick = torch.randint(pool.shape[0], (num,), device=x.device)
+        rows = pool[pick].contiguous()
+    else:
+        rows = torch.empty((num, *x.shape[1:]), dtype=x.dtype, device=x.device)
+    return broadcast(rows, 0)

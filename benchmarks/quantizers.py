@@ -1,0 +1,635 @@
+"""Quantizers side by side with vector-quantize-pytorch, in one run.
+
+    nice -n 10 .venv/bin/python benchmarks/quantizers.py            # CPU defaults (< ~10 min on 2 cores)
+    .venv/bin/python benchmarks/quantizers.py --device cuda --steps 500 --time-budget 60
+
+For every case (VQ at K = 1024 / 16384 / 262144 and D = 8 / 256, RVQ 8x1024, FSQ [8,8,8,5,5,5],
+LFQ and BSQ at 2^16 and 2^18) and both implementations ("ours" = omnitok, "peer" =
+vector-quantize-pytorch) it measures, each in a fresh subprocess:
+
+* throughput at ``--n`` vectors: forward only (eval mode, no_grad) and forward + backward (train mode,
+  loss = mse(latents, x) + auxiliary loss, gradients to the input and the parameters); medians over
+  repeats (at least one, more while ``--time-budget`` seconds allow, up to ``--repeats``);
+* peak memory of the first call in each mode. CPU: the rise of the process's peak resident set size
+  (``VmHWM`` in /proc/self/status, reset by writing 5 to /proc/self/clear_refs) above the resident
+  size with data and module loaded -- tracemalloc cannot see torch's allocator. CUDA:
+  ``torch.cuda.max_memory_allocated`` above the allocated baseline;
+* codebook usage after ``--steps`` training steps on batches of ``--usage-batch`` vectors from the same
+  data (Adam on the module's parameters, EMA updates where the quantizer has them; k-means init and
+  dead-code restarts on for both VQ implementations), then the fraction of codes used and the
+  perplexity on ``--usage-eval`` held-out vectors. Ours runs first within ``--usage-budget`` seconds;
+  the peer then runs exactly as many steps.
+
+Data: a Gaussian mixture with ``--clusters`` clusters (Zipf-like weights, per-cluster scales, shifted
+off the origin as encoder outputs are), in the case's input dimension.
+
+A call estimated (from a probe at n/16) to take more than ``--max-call-s`` seconds is skipped with
+the reason, as is a call that runs out of memory: CPU children run under an address-space limit
+(``--mem-limit-gib``) so an (N, K) matrix fails fast instead of swapping the machine. When one side
+cannot run at ``--n``, both are also measured at the largest common smaller n so a ratio exists.
+
+Writes benchmarks/results/quantizers_<device>.json and the ``## Quantizers`` section of
+docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Case:
+    name: str
+    kind: str  # vq | rvq | fsq | lfq | bsq
+    dim: int  # input dimension D
+    size: int  # codebook size K (per codebook)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+CASES = [
+    Case("VQ K=1024 D=8", "vq", 8, 1024),
+    Case("VQ K=1024 D=256", "vq", 256, 1024),
+    Case("VQ K=16384 D=8", "vq", 8, 16384),
+    Case("VQ K=16384 D=256", "vq", 256, 16384),
+    Case("VQ K=262144 D=8", "vq", 8, 262144),
+    Case("VQ K=262144 D=256", "vq", 256, 262144),
+    Case("RVQ 8x1024 D=128", "rvq", 128, 1024, {"levels": 8}),
+    Case("FSQ [8,8,8,5,5,5] D=32", "fsq", 32, 64000, {"levels": [8, 8, 8, 5, 5, 5]}),
+    Case("LFQ 2^16 D=32", "lfq", 32, 2**16, {"bits": 16}),
+    Case("LFQ 2^18 D=32", "lfq", 32, 2**18, {"bits": 18}),
+    Case("BSQ 2^16 D=32", "bsq", 32, 2**16, {"bits": 16}),
+    Case("BSQ 2^18 D=32", "bsq", 32, 2**18, {"bits": 18}),
+]
+
+
+# =============================================================================================
+# child side: one (case, implementation) per process
+# =============================================================================================
+def _rss_kib(key: str) -> int:
+    m = re.search(rf"{key}:\s+(\d+)", Path("/proc/self/status").read_text())
+    return int(m.group(1)) if m else 0
+
+
+def _reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+class Mixture:
+    """Gaussian mixture sampler: Zipf-like cluster weights, per-cluster scales, off-centre."""
+
+    def __init__(self, dim: int, clusters: int, seed: int = 0) -> None:
+        import torch
+
+        g = torch.Generator().manual_seed(seed)
+        self.centres = torch.randn(clusters, dim, generator=g) + 1.0  # (C, D), shifted off the origin
+        self.scales = 0.1 + 0.3 * torch.rand(clusters, 1, generator=g)  # (C, 1)
+        w = 1.0 / (torch.arange(clusters, dtype=torch.float64) + 10.0) ** 0.5
+        self.weights = (w / w.sum()).float()
+
+    def sample(self, n: int, seed: int):  # noqa: ANN201
+        import torch
+
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.multinomial(self.weights, n, replacement=True, generator=g)
+        noise = torch.randn(n, self.centres.shape[1], generator=g)
+        return self.centres[idx] + self.scales[idx] * noise  # (n, D)
+
+
+def _build(case: Case, impl: str, kmeans: bool):  # noqa: ANN202
+    """The module and a call wrapper returning (latents (n, D), codes (n, G), aux loss)."""
+    import torch
+
+    k, d = case.size, case.dim
+    if impl == "ours":
+        from omnitok.quantizers.bsq import BSQ
+        from omnitok.quantizers.fsq import FSQ
+        from omnitok.quantizers.lfq import LFQ
+
+        if case.kind == "vq":
+            from omnitok.quantizers.vq import VectorQuantizer
+
+            m = VectorQuantizer(d, k, kmeans_init=kmeans)
+        elif case.kind == "rvq":
+            from omnitok.quantizers.rvq import ResidualVQ
+
+            m = ResidualVQ(d, k, case.extra["levels"], kmeans_init=kmeans)
+        elif case.kind == "fsq":
+            m = FSQ(case.extra["levels"], dim=d)
+        elif case.kind == "lfq":
+            m = LFQ(d, case.extra["bits"])
+        else:
+            m = BSQ(d, case.extra["bits"])
+
+        def call(x):  # noqa: ANN001, ANN202
+            out = m(x)
+            return out.latents, out.codes, out.loss
+
+        return m, call
+
+    import vector_quantize_pytorch as vqp
+
+    if case.kind == "vq":
+        m = vqp.VectorQuantize(dim=d, codebook_size=k, kmeans_init=kmeans, threshold_ema_dead_code=2)
+    elif case.kind == "rvq":
+        m = vqp.ResidualVQ(
+            dim=d, num_quantizers=case.extra["levels"], codebook_size=k, kmeans_init=kmeans,
+            threshold_ema_dead_code=2,
+        )
+    elif case.kind == "fsq":
+        m = vqp.FSQ(levels=case.extra["levels"], dim=d)
+    else:
+        m = vqp.LFQ(dim=d, codebook_size=k, spherical=case.kind == "bsq")
+
+    def call(x):  # noqa: ANN001, ANN202
+        out = m(x[None])  # peer wants (B, N, D)
+        latents, codes = out[0][0], out[1][0]
+        aux = out[2].sum() if len(out) > 2 else torch.zeros((), device=x.device)
+        if codes.dim() == 1:
+            codes = codes[:, None]
+        return latents, codes, aux
+
+    return m, call
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _is_oom(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or "out of memory" in text or "can't allocate memory" in text or (
+        "allocat" in text and "memory" in text
+    )
+
+
+def _measure_throughput(spec: dict, case: Case, mix: Mixture) -> dict:
+    import torch
+
+    device, n = spec["device"], spec["n"]
+    torch.manual_seed(0)
+    m, call = _build(case, spec["impl"], kmeans=False)
+    m = m.to(device)
+    x_full = mix.sample(n, seed=1).to(device)
+
+    def eval_call(x) -> None:  # noqa: ANN001
+        m.eval()
+        with torch.no_grad():
+            call(x)
+        _sync(device)
+
+    def train_call(x) -> None:  # noqa: ANN001
+        m.train()
+        xg = x.clone().requires_grad_(True)
+        latents, _, aux = call(xg)
+        loss = torch.nn.functional.mse_loss(latents, xg) + aux
+        loss.backward()
+        m.zero_grad(set_to_none=True)
+        _sync(device)
+
+    # probe at n/16 to estimate the cost of one full call; skip what would take too long
+    probe_n = max(256, n // 16)
+    xp = x_full[:probe_n]
+    eval_call(xp[:256])
+    t0 = time.perf_counter()
+    eval_call(xp)
+    t1 = time.perf_counter()
+    train_call(xp)
+    t2 = time.perf_counter()
+    est = (t2 - t0) * n / probe_n
+    res: dict[str, Any] = {"probe_n": probe_n, "est_call_s": est}
+    if est > spec["max_call_s"]:
+        res["status"] = "skipped"
+        res["reason"] = f"estimated {est:.0f} s for one eval + one train call at n={n} (> {spec['max_call_s']:.0f} s)"
+        res["feasible_n"] = probe_n * spec["max_call_s"] / max(t2 - t0, 1e-9)
+        return res
+
+    def peak(fn) -> float:  # noqa: ANN001
+        """MiB above the baseline during fn()."""
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            fn()
+            return (torch.cuda.max_memory_allocated() - base) / 2**20
+        base = _rss_kib("VmRSS")
+        _reset_peak()
+        fn()
+        return max(_rss_kib("VmHWM") - base, 0) / 1024
+
+    res["eval_peak_mib"] = peak(lambda: eval_call(x_full))
+    res["train_peak_mib"] = peak(lambda: train_call(x_full))
+    for mode, fn in (("eval", eval_call), ("train", train_call)):
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < spec["repeats"] and (not times or time.perf_counter() - start < spec["time_budget"]):
+            t = time.perf_counter()
+            fn(x_full)
+            times.append(time.perf_counter() - t)
+        res[f"{mode}_times_s"] = times
+        res[f"{mode}_vps"] = n / statistics.median(times)
+    res["status"] = "ok"
+    return res
+
+
+def _measure_usage(spec: dict, case: Case, mix: Mixture) -> dict:
+    import torch
+
+    device, batch = spec["device"], spec["usage_batch"]
+    torch.manual_seed(0)
+    m, call = _build(case, spec["impl"], kmeans=True)
+    m = m.to(device).train()
+    params = [p for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=1e-3) if params else None
+    fixed = spec.get("usage_steps_fixed")
+    target = fixed if fixed is not None else spec["steps"]
+    budget = spec["usage_budget"] * (3.0 if fixed is not None else 1.0)
+    start = time.perf_counter()
+    steps = 0
+    while steps < target:
+        x = mix.sample(batch, seed=1000 + steps).to(device)
+        latents, _, aux = call(x)
+        loss = torch.nn.functional.mse_loss(latents, x) + aux
+        if opt is not None and loss.requires_grad:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        steps += 1
+        _sync(device)
+        if time.perf_counter() - start > budget:
+            break
+    train_s = time.perf_counter() - start
+    m.eval()
+    x_eval = mix.sample(spec["usage_eval"], seed=7)
+    chunk = int(max(256, min(8192, 2**27 // max(case.size, 1))))
+    codes = []
+    with torch.no_grad():
+        for c in x_eval.split(chunk):
+            codes.append(call(c.to(device))[1].cpu())
+    codes = torch.cat(codes)  # (n_eval, G)
+    usage, ppl = [], []
+    for g in range(codes.shape[1]):
+        _, counts = torch.unique(codes[:, g], return_counts=True)
+        p = counts.double() / counts.sum()
+        usage.append(counts.numel() / case.size)
+        ppl.append(float(torch.exp(-(p * p.log()).sum())))
+    return {
+        "usage_status": "ok" if steps == target else "partial",
+        "usage_steps": steps,
+        "usage_train_s": train_s,
+        "usage": sum(usage) / len(usage),
+        "perplexity": sum(ppl) / len(ppl),
+        "distinct_codes_max": min(case.size, spec["usage_eval"]),
+    }
+
+
+def child_main(spec: dict) -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import torch
+
+    if spec["device"] == "cpu" and spec["mem_limit_gib"] > 0:
+        limit = _rss_kib("VmSize") * 1024 + int(spec["mem_limit_gib"] * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    case = Case(**spec["case"])
+    mix = Mixture(case.dim, spec["clusters"], seed=0)
+    out: dict[str, Any] = {}
+    if spec["throughput"]:
+        try:
+            out.update(_measure_throughput(spec, case, mix))
+        except Exception as e:  # noqa: BLE001 -- recorded, the run goes on
+            out.update(status="oom" if _is_oom(e) else "error", reason=f"{type(e).__name__}: {str(e)[:200]}")
+        if spec["device"] == "cuda":
+            torch.cuda.empty_cache()
+    if spec["usage"]:
+        try:
+            out.update(_measure_usage(spec, case, mix))
+        except Exception as e:  # noqa: BLE001
+            out.update(usage_status="oom" if _is_oom(e) else "error", usage_reason=f"{type(e).__name__}: {str(e)[:200]}")
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+# =============================================================================================
+# parent side
+# =============================================================================================
+def run_child(spec: dict, timeout: float) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"status": "skipped", "reason": f"child timed out after {timeout:.0f} s"}
+    for line in p.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    tail = (p.stderr or p.stdout)[-300:].strip().replace("\n", " | ")
+    status = "oom" if p.returncode in (-9, 137) else "error"
+    return {"status": status, "reason": f"child exited {p.returncode}: {tail}"}
+
+
+def machine_info(device: str) -> dict:
+    import torch
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) / 2**20
+    except (OSError, AttributeError):
+        pass
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "mem_gib": round(mem, 1) if mem else None,
+        "load_avg_at_start": os.getloadavg(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _fmt_vps(r: dict, key: str) -> str:
+    if r.get("status") != "ok":
+        return f"{r.get('status', '-')}"
+    v = r[key]
+    return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.1f}k"
+
+
+def _ratio(a: dict, b: dict, key: str) -> str:
+    if a.get("status") == "ok" and b.get("status") == "ok":
+        return f"{a[key] / b[key]:.2f}x"
+    return "-"
+
+
+def _mib(r: dict, key: str) -> str:
+    return f"{r[key]:.0f}" if r.get("status") == "ok" and key in r else "-"
+
+
+def _usage(r: dict) -> str:
+    if r.get("usage_status") not in ("ok", "partial"):
+        return r.get("usage_status", "-")
+    s = f"{100 * r['usage']:.1f}% (ppl {r['perplexity']:.0f})"
+    return s + (f" [{r['usage_steps']} st]" if r.get("usage_status") == "partial" else "")
+
+
+def render_markdown(report: dict) -> str:
+    a = report["args"]
+    dev = a["device"]
+    lines = [
+        "## Quantizers",
+        "",
+        f"omnitok (\"ours\") vs vector-quantize-pytorch {report['peer_version']} (\"peer\"), measured in one run by "
+        f"`{report['command']}` on {report['machine']['cpu']} ({report['machine']['cpu_count']} cores"
+        + (f", {report['machine'].get('gpu')}" if dev == "cuda" else "")
+        + f"), torch {report['machine']['torch']}, {report['date']}. Raw numbers: "
+        f"`benchmarks/results/quantizers_{dev}.json`.",
+        "",
+        "Throughput = vectors per second, median over repeats; eval = forward under no_grad, train = forward + "
+        "backward (loss = mse(latents, x) + auxiliary). Peak = "
+        + (
+            "torch.cuda.max_memory_allocated above the baseline"
+            if dev == "cuda"
+            else "rise of the process's peak RSS (VmHWM, reset via /proc/self/clear_refs) above data + module, "
+            "one fresh process per case and implementation"
+        )
+        + f", MiB, first train call. Usage = fraction of the codebook used on {a['usage_eval']:,} held-out vectors "
+        f"(at most {a['usage_eval']:,} distinct codes can appear) after `steps` training steps of "
+        f"{a['usage_batch']:,} vectors (target {a['steps']}; the peer runs as many steps as ours did), "
+        f"perplexity in brackets. Data: Gaussian mixture, {a['clusters']:,} clusters. BSQ's peer is "
+        "`LFQ(spherical=True)`. `oom` = over the "
+        + (f"{a['mem_limit_gib']:g} GiB address-space limit" if dev == "cpu" else "GPU memory")
+        + "; `skipped` = estimated above "
+        f"{a['max_call_s']:g} s per call.",
+        "",
+        "| case | n | eval ours | eval peer | eval ratio | train ours | train peer | train ratio "
+        "| peak MiB ours | peak MiB peer | steps | usage ours | usage peer |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["results"]:
+        for run in row["runs"]:
+            o, p = run["ours"], run["peer"]
+            first = run is row["runs"][0]
+            lines.append(
+                f"| {row['case']['name'] if first else '  (same, smaller n)'} | {run['n']:,} | {_fmt_vps(o, 'eval_vps')} "
+                f"| {_fmt_vps(p, 'eval_vps')} | {_ratio(o, p, 'eval_vps')} | {_fmt_vps(o, 'train_vps')} "
+                f"| {_fmt_vps(p, 'train_vps')} | {_ratio(o, p, 'train_vps')} | {_mib(o, 'train_peak_mib')} "
+                f"| {_mib(p, 'train_peak_mib')} | "
+                + (f"{row['usage_steps']} | {_usage(row['usage']['ours'])} | {_usage(row['usage']['peer'])} |"
+                   if first and row.get("usage") else "| | |")
+            )
+    notes = []
+    for row in report["results"]:
+        for run in row["runs"]:
+            for impl in ("ours", "peer"):
+                r = run[impl]
+                if r.get("status") != "ok" and r.get("reason"):
+                    notes.append(f"- {row['case']['name']}, {impl}, n={run['n']:,}: {r['status']}: {r['reason']}")
+        for impl in ("ours", "peer"):
+            u = (row.get("usage") or {}).get(impl, {})
+            if u.get("usage_reason"):
+                notes.append(f"- {row['case']['name']}, {impl}, usage: {u['usage_status']}: {u['usage_reason']}")
+    if notes:
+        lines += ["", "Skipped or failed:", *notes]
+    lines += ["", "Targets:", *[f"- {t}" for t in report["targets"]], ""]
+    return "\n".join(lines)
+
+
+def evaluate_targets(report: dict) -> list[str]:
+    out = []
+    n_full = report["args"]["n"]
+    for row in report["results"]:
+        c = row["case"]
+        if c["kind"] == "vq" and c["size"] >= 16384:
+            run = next((r for r in row["runs"] if r["ours"].get("status") == "ok" and r["peer"].get("status") == "ok"), None)
+            if run is None:
+                out.append(f"{c['name']}: no common n where both ran; ours "
+                           f"{row['runs'][0]['ours'].get('status')}, peer {row['runs'][0]['peer'].get('status')} at n={n_full:,}")
+            else:
+                re_, rt = (run["ours"][k] / run["peer"][k] for k in ("eval_vps", "train_vps"))
+                u = row.get("usage") or {}
+                uo, up = u.get("ours", {}).get("usage"), u.get("peer", {}).get("usage")
+                use = "usage n/a" if uo is None or up is None else (
+                    f"usage {100 * uo:.1f}% vs {100 * up:.1f}% ({'equal or better' if uo >= up - 1e-9 else 'WORSE'})")
+                ok = min(re_, rt) >= 1.5 and uo is not None and up is not None and uo >= up - 1e-9
+                out.append(f"{c['name']} (n={run['n']:,}): eval {re_:.2f}x, train {rt:.2f}x the peer, {use} -> "
+                           f"{'MET' if ok else 'MISSED'} (target >= 1.5x, usage >= peer)")
+        if (c["kind"] in ("lfq", "bsq") and c["size"] == 2**18) or (c["kind"] == "vq" and c["size"] == 2**18):
+            o = row["runs"][0]["ours"]
+            if o.get("status") == "ok":
+                gib = o["train_peak_mib"] / 1024
+                out.append(f"{c['name']} train at n={row['runs'][0]['n']:,}: peak {gib:.2f} GiB -> "
+                           f"{'MET' if gib <= 8 and row['runs'][0]['n'] >= 65536 else 'MISSED'} (target <= 8 GiB at n=65,536)")
+            else:
+                out.append(f"{c['name']} train at n={n_full:,}: {o.get('status')} ({o.get('reason', '')}) -> not measured")
+    return out
+
+
+def write_docs(md: str, path: Path) -> None:
+    text = path.read_text() if path.exists() else "# Performance\n\n"
+    pattern = re.compile(r"^## Quantizers\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: md.rstrip() + "\n\n", text)
+    else:
+        text = text.rstrip() + "\n\n" + md.rstrip() + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip() + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--n", type=int, default=65536, help="vectors per throughput call")
+    ap.add_argument("--repeats", type=int, default=None, help="max timed repeats per mode (cpu 3, cuda 10)")
+    ap.add_argument("--time-budget", type=float, default=None, help="seconds of timed repeats per mode (cpu 6)")
+    ap.add_argument("--max-call-s", type=float, default=None, help="skip a call estimated above this (cpu 30)")
+    ap.add_argument("--steps", type=int, default=None, help="usage training steps (cuda 500, cpu 100)")
+    ap.add_argument("--usage-batch", type=int, default=None, help="vectors per usage step (cpu 1024, cuda 8192)")
+    ap.add_argument("--usage-eval", type=int, default=16384, help="held-out vectors for the usage figure")
+    ap.add_argument("--usage-budget", type=float, default=None, help="seconds for our usage training (cpu 10)")
+    ap.add_argument("--clusters", type=int, default=16384, help="clusters in the Gaussian mixture")
+    ap.add_argument("--mem-limit-gib", type=float, default=12.0, help="address-space limit per CPU child")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads in the children (0 = default)")
+    ap.add_argument("--only", nargs="*", help="substrings of case names to run")
+    ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--child-timeout", type=float, default=300.0)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--docs", type=Path, default=ROOT / "docs" / "performance.md")
+    ap.add_argument("--no-docs", action="store_true")
+    args = ap.parse_args(argv)
+    if args.child:
+        child_main(json.loads(args.child))
+        return 0
+
+    import torch
+
+    cpu = args.device == "cpu"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device available")
+    args.repeats = args.repeats or (3 if cpu else 10)
+    args.time_budget = args.time_budget or (6.0 if cpu else 30.0)
+    args.max_call_s = args.max_call_s or (30.0 if cpu else 60.0)
+    args.steps = args.steps or (100 if cpu else 500)
+    args.usage_batch = args.usage_batch or (1024 if cpu else 8192)
+    args.usage_budget = args.usage_budget or (10.0 if cpu else 120.0)
+    if args.n < 1024:
+        raise SystemExit(f"--n must be >= 1024, got {args.n}")
+    try:
+        from importlib.metadata import version
+
+        peer_version = version("vector-quantize-pytorch")
+    except Exception:  # noqa: BLE001
+        peer_version = None
+    if peer_version is None and not args.no_peer:
+        raise SystemExit("vector-quantize-pytorch is not installed: pip install 'omnitok[bench]' (or --no-peer)")
+
+    from tqdm import tqdm
+
+    cases = [c for c in CASES if not args.only or any(s.lower() in c.name.lower() for s in args.only)]
+    base = {
+        "device": args.device, "repeats": args.repeats, "time_budget": args.time_budget,
+        "max_call_s": args.max_call_s, "steps": args.steps, "usage_batch": args.usage_batch,
+        "usage_eval": args.usage_eval, "usage_budget": args.usage_budget, "clusters": args.clusters,
+        "mem_limit_gib": args.mem_limit_gib if cpu else 0, "threads": args.threads,
+    }
+    impls = ["ours"] if args.no_peer else ["ours", "peer"]
+    t_start = time.time()
+    results = []
+    bar = tqdm(cases, desc="quantizer cases", unit="case")
+    for case in bar:
+        bar.set_postfix_str(case.name)
+        spec = dict(base, case=asdict(case), n=args.n, throughput=True, usage=True)
+        ours = run_child(dict(spec, impl="ours"), args.child_timeout)
+        steps = ours.get("usage_steps") if ours.get("usage_status") in ("ok", "partial") else None
+        peer: dict[str, Any] = {"status": "not run"}
+        if "peer" in impls:
+            pspec = dict(spec, impl="peer", usage=steps is not None, usage_steps_fixed=steps)
+            peer = run_child(pspec, args.child_timeout)
+        runs = [{"n": args.n, "ours": _strip_usage(ours), "peer": _strip_usage(peer)}]
+        # if one side could not run at n, measure both at the largest common smaller n
+        if "peer" in impls and (ours.get("status") != "ok" or peer.get("status") != "ok"):
+            feas = [args.n]
+            for r in (ours, peer):
+                if r.get("status") == "skipped" and r.get("feasible_n"):
+                    feas.append(r["feasible_n"])
+                elif r.get("status") in ("oom", "error") and r.get("probe_n"):
+                    feas.append(r["probe_n"])
+                elif r.get("status") == "oom":
+                    feas.append(args.n / 16)
+            n2 = 2 ** int(math.log2(max(min(feas), 1)))
+            if 1024 <= n2 < args.n:
+                small = dict(spec, n=n2, usage=False)
+                runs.append({
+                    "n": n2,
+                    "ours": run_child(dict(small, impl="ours"), args.child_timeout),
+                    "peer": run_child(dict(small, impl="peer"), args.child_timeout),
+                })
+        results.append({
+            "case": asdict(case),
+            "runs": runs,
+            "usage_steps": steps,
+            "usage": {"ours": _only_usage(ours), "peer": _only_usage(peer)},
+        })
+        tqdm.write(f"{case.name}: " + json.dumps(runs[-1], default=str)[:400])
+    report = {
+        "benchmark": "quantizers",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": "python benchmarks/quantizers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "wall_s": round(time.time() - t_start, 1),
+        "machine": machine_info(args.device),
+        "peer": "vector-quantize-pytorch",
+        "peer_version": peer_version,
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "child"},
+        "results": results,
+    }
+    report["targets"] = evaluate_targets(report)
+    out = args.out or ROOT / "benchmarks" / "results" / f"quantizers_{args.device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    md = render_markdown(report)
+    if not args.no_docs:
+        write_docs(md, args.docs)
+    print(md)
+    print(f"\nwrote {out} in {report['wall_s']:.0f} s")
+    return 0
+
+
+def _strip_usage(r: dict) -> dict:
+    return {k: v for k, v in r.items() if not k.startswith("usage") and k not in ("perplexity", "distinct_codes_max")}
+
+
+def _only_usage(r: dict) -> dict:
+    return {k: v for k, v in r.items() if k.startswith("usage") or k in ("perplexity", "distinct_codes_max")}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

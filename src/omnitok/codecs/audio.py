@@ -1,0 +1,309 @@
+"""AudioCodec: a causal SEANet encoder, residual VQ and a SEANet decoder (SoundStream / EnCodec style).
+
+Waveform (B, 1, T) at ``sample_rate`` -> codes (B, frames, n_q) with frames = ceil(T / hop) -> waveform
+(B, 1, frames * hop). Defaults: 16 kHz mono, hop 320 (50 frames/s), residual VQ with 8 codebooks of
+1024 trained with quantizer dropout (SoundStream, arXiv 2107.03312 sec. 3.3), so one model serves any
+1..8 codebooks: ``encode(x, n_q=4)`` keeps the first four residual stages (2 kbps at 50 Hz * 10 bits).
+
+Input conversions (documented, never a crash inside a convolution):
+
+* stereo / multi-channel (B, C, T) -> mean over channels (a warning is issued);
+* ``sample_rate=`` different from the codec's -> band-limited resampling with a warning;
+* T not a multiple of the hop -> zero-padded on the right to whole frames (decode returns frames*hop);
+* empty audio, NaN / inf samples, a non-tensor, a wrong rank -> ``ValueError`` naming the problem;
+* files (:meth:`AudioCodec.encode_file`): undecodable / truncated FLAC or WAV -> ``ValueError``.
+
+Chunked (streaming) encoding is exact: every convolution is causal and nothing normalises over time,
+so frame f depends only on samples [(f + 1) * hop - R, (f + 1) * hop) with R the encoder's receptive
+field. :meth:`encode_chunked` encodes each chunk (a whole number of frames) together with
+``context_frames = ceil((R - hop) / hop)`` frames of history and drops the history's frames; the first
+chunk's history is the same zero padding the whole-signal pass sees. The codes are bit-for-bit those
+of :meth:`encode` on the whole signal (tests/codecs/test_audio.py checks it at several chunk sizes).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from omnitok.codecs.base import Codec
+from omnitok.nn.seanet import SEANetDecoder, SEANetEncoder
+from omnitok.quantizers.base import Quantizer, QuantizerOutput
+
+__all__ = ["AudioCodec", "AudioCodecOutput"]
+
+
+class AudioCodecOutput:
+    """What a training forward pass returns: reconstruction, codes, quantizer loss and metrics."""
+
+    def __init__(self, audio: Tensor, codes: Tensor, vq_loss: Tensor, metrics: dict[str, Tensor]) -> None:
+        self.audio = audio  # (B, 1, frames * hop)
+        self.codes = codes  # (B, frames, n_q)
+        self.vq_loss = vq_loss  # scalar
+        self.metrics = metrics
+
+
+def build_rvq(dim: int, codebook_size: int, num_codebooks: int, quantizer_dropout: float,
+              **kwargs: Any) -> Quantizer:
+    """The residual VQ of :mod:`omnitok.quantizers.rvq` (quantizer dropout included)."""
+    from omnitok.quantizers.rvq import ResidualVQ
+
+    return ResidualVQ(dim, codebook_size, num_codebooks, quantizer_dropout=quantizer_dropout, **kwargs)
+
+
+class AudioCodec(Codec):
+    """Neural audio codec: causal SEANet + residual VQ. Constructor args are stored in ``config``.
+
+    Args:
+        sample_rate: the rate the model works at (Hz).
+        ratios: encoder strides, high rate first; hop = prod(ratios).
+        dim: latent dimension fed to the quantizer.
+        enc_channels / dec_channels: widths of the highest-rate stage (doubling per stage).
+        n_residual: residual units per stage (dilations 1, 3, 9).
+        bottleneck_residual: extra residual units at the frame rate in the encoder and decoder.
+        activation: "elu" or "snake".
+        codebook_size / num_codebooks: the residual VQ (K codes, n_q stages).
+        quantizer_dropout: probability of training with a random 1..n_q prefix of the stages.
+        quantizer_kwargs: extra keyword arguments of the residual VQ (EMA decay, k-means init, ...).
+    """
+
+    modality = "audio"
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        ratios: Sequence[int] = (2, 4, 5, 8),
+        dim: int = 64,
+        enc_channels: int = 16,
+        dec_channels: int = 16,
+        n_residual: int = 1,
+        bottleneck_residual: int = 0,
+        activation: str = "elu",
+        codebook_size: int = 1024,
+        num_codebooks: int = 8,
+        quantizer_dropout: float = 1.0,
+        quantizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        if not ratios or any(int(r) < 1 for r in ratios):
+            raise ValueError(f"ratios must be positive strides, got {ratios}")
+        self.config = {
+            "sample_rate": int(sample_rate),
+            "ratios": [int(r) for r in ratios],
+            "dim": int(dim),
+            "enc_channels": int(enc_channels),
+            "dec_channels": int(dec_channels),
+            "n_residual": int(n_residual),
+            "bottleneck_residual": int(bottleneck_residual),
+            "activation": activation,
+            "codebook_size": int(codebook_size),
+            "num_codebooks": int(num_codebooks),
+            "quantizer_dropout": float(quantizer_dropout),
+            "quantizer_kwargs": dict(quantizer_kwargs or {}),
+        }
+        self.sample_rate = int(sample_rate)
+        self.hop = math.prod(int(r) for r in ratios)
+        self.encoder = SEANetEncoder(dim, enc_channels, ratios, n_residual, bottleneck_residual,
+                                     activation=activation)
+        self.decoder = SEANetDecoder(dim, dec_channels, list(reversed(ratios)), n_residual,
+                                     bottleneck_residual, activation=activation)
+        self.quantizer = build_rvq(dim, codebook_size, num_codebooks, quantizer_dropout,
+                                   **(quantizer_kwargs or {}))
+        #: frames of history that make a chunk's codes exact (see the module docstring)
+        self.context_frames = max(math.ceil((self.encoder.receptive_field - self.hop) / self.hop), 0)
+
+    # ----- sizes -----------------------------------------------------------------------------------
+    @property
+    def codebook_size(self) -> int:
+        return self.config["codebook_size"]
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.config["num_codebooks"]
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop
+
+    def bitrate(self, n_q: int | None = None) -> float:
+        """Bits per second at ``n_q`` codebooks: n_q * log2(K) * frame_rate."""
+        n_q = self._check_n_q(n_q)
+        return n_q * math.log2(self.codebook_size) * self.frame_rate
+
+    def code_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(1, T) or (T,) -> (frames,) with frames = ceil(T / hop)."""
+        if not input_shape:
+            raise ValueError("input_shape must end with the number of samples T")
+        return (math.ceil(int(input_shape[-1]) / self.hop),)
+
+    # ----- input handling ----------------------------------------------------------------------------
+    def prepare(self, x: Tensor, sample_rate: int | None = None) -> Tensor:
+        """Validate and convert a waveform batch to (B, 1, frames * hop) float32 at ``self.sample_rate``."""
+        if not isinstance(x, Tensor):
+            raise ValueError(f"AudioCodec: audio must be a torch.Tensor (B, 1, T), got {type(x).__name__}")
+        if x.dim() != 3:
+            raise ValueError(
+                f"AudioCodec: audio must be shaped (B, channels, T), got shape {tuple(x.shape)}; "
+                "use x.view(1, 1, -1) for a single mono clip"
+            )
+        if not x.is_floating_point():
+            raise ValueError(f"AudioCodec: audio must be floating point in [-1, 1], got dtype {x.dtype}")
+        if x.shape[0] == 0 or x.shape[-1] == 0:
+            raise ValueError(f"AudioCodec: empty audio (shape {tuple(x.shape)}); need at least one sample")
+        if x.shape[1] == 0:
+            raise ValueError(f"AudioCodec: audio has 0 channels (shape {tuple(x.shape)})")
+        if not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"AudioCodec: audio contains {bad} NaN/inf samples; clean or drop them first")
+        x = x.float()
+        if x.shape[1] > 1:
+            warnings.warn(f"AudioCodec: downmixing {x.shape[1]} channels to mono (channel mean)", stacklevel=3)
+            x = x.mean(dim=1, keepdim=True)
+        if sample_rate is not None and int(sample_rate) != self.sample_rate:
+            if int(sample_rate) <= 0:
+                raise ValueError(f"AudioCodec: sample_rate must be positive, got {sample_rate}")
+            warnings.warn(
+                f"AudioCodec: resampling from {sample_rate} Hz to the codec's {self.sample_rate} Hz", stacklevel=3
+            )
+            x = resample_batch(x, int(sample_rate), self.sample_rate)
+        pad = (-x.shape[-1]) % self.hop
+        if pad:
+            x = torch.nn.functional.pad(x, (0, pad))
+        return x
+
+    def _check_n_q(self, n_q: int | None) -> int:
+        if n_q is None:
+            return self.num_codebooks
+        if not isinstance(n_q, int) or not 1 <= n_q <= self.num_codebooks:
+            raise ValueError(f"AudioCodec: n_q must be an int in [1, {self.num_codebooks}], got {n_q!r}")
+        return n_q
+
+    # ----- encode / decode ---------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> AudioCodecOutput:
+        """Training pass on a prepared batch (B, 1, T), T a multiple of the hop."""
+        z = self.encoder(x)  # (B, D, F)
+        q: QuantizerOutput = self.quantizer.forward_channel_first(z)  # latents (B, D, F), codes (B, F, n_q)
+        y = self.decoder(q.latents)  # (B, 1, F * hop)
+        return AudioCodecOutput(y, q.codes, q.loss, q.metrics)
+
+    @torch.no_grad()
+    def encode(self, x: Tensor, n_q: int | None = None, sample_rate: int | None = None) -> Tensor:
+        """x (B, 1, T) -> codes (B, ceil(T / hop), n_q) int64. See the module docstring for conversions."""
+        n_q = self._check_n_q(n_q)
+        x = self.prepare(x, sample_rate)
+        return self._encode_prepared(x)[..., :n_q]
+
+    def _encode_prepared(self, x: Tensor) -> Tensor:
+        z = self.encoder(x)  # (B, D, F)
+        was_training = self.quantizer.training
+        self.quantizer.eval()  # no dropout, no codebook updates
+        try:
+            codes = self.quantizer.forward_channel_first(z).codes  # (B, F, n_q)
+        finally:
+            self.quantizer.train(was_training)
+        return codes
+
+    @torch.no_grad()
+    def encode_chunked(self, x: Tensor, chunk_frames: int, n_q: int | None = None,
+                       sample_rate: int | None = None) -> Tensor:
+        """Encode in chunks of ``chunk_frames`` frames with left context; equals :meth:`encode` bit for bit."""
+        if int(chunk_frames) < 1:
+            raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+        n_q = self._check_n_q(n_q)
+        x = self.prepare(x, sample_rate)
+        return torch.cat(list(self._chunks(x, int(chunk_frames))), dim=1)[..., :n_q]
+
+    def _chunks(self, x: Tensor, chunk_frames: int) -> Iterator[Tensor]:
+        frames = x.shape[-1] // self.hop
+        for start in range(0, frames, chunk_frames):
+            stop = min(start + chunk_frames, frames)
+            ctx = min(self.context_frames, start)
+            piece = x[..., (start - ctx) * self.hop : stop * self.hop]
+            yield self._encode_prepared(piece)[:, ctx:]
+
+    @torch.no_grad()
+    def encode_stream(self, chunks: Iterable[Tensor], n_q: int | None = None) -> Iterator[Tensor]:
+        """Streaming encode: feed (B, 1, t) pieces of any length, get (B, f, n_q) codes as frames complete.
+
+        Keeps ``context_frames * hop`` samples of history; a final partial frame is zero-padded when the
+        stream ends. Concatenated, the outputs equal :meth:`encode` of the concatenated input.
+        """
+        n_q = self._check_n_q(n_q)
+        history: Tensor | None = None  # (B, 1, <= context_frames * hop) already-encoded samples
+        pending: Tensor | None = None  # (B, 1, < hop) samples of an incomplete frame
+        for piece in chunks:
+            if not isinstance(piece, Tensor) or piece.dim() != 3 or piece.shape[1] != 1:
+                raise ValueError(f"encode_stream: each chunk must be a (B, 1, t) tensor, got {getattr(piece, 'shape', piece)}")
+            if not torch.isfinite(piece).all():
+                raise ValueError("encode_stream: chunk contains NaN/inf samples")
+            buf = piece.float() if pending is None else torch.cat([pending, piece.float()], dim=-1)
+            whole = buf.shape[-1] // self.hop * self.hop
+            pending = buf[..., whole:]
+            if whole == 0:
+                continue
+            new = buf[..., :whole]
+            ctx = 0 if history is None else history.shape[-1] // self.hop
+            full = new if history is None else torch.cat([history, new], dim=-1)
+            yield self._encode_prepared(full)[:, ctx:, :n_q]
+            history = full[..., max(full.shape[-1] - self.context_frames * self.hop, 0):]
+        if pending is not None and pending.shape[-1] > 0:
+            pad = self.hop - pending.shape[-1]
+            new = torch.nn.functional.pad(pending, (0, pad))
+            ctx = 0 if history is None else history.shape[-1] // self.hop
+            full = new if history is None else torch.cat([history, new], dim=-1)
+            yield self._encode_prepared(full)[:, ctx:, :n_q]
+
+    def codes_to_latents(self, codes: Tensor) -> Tensor:
+        """codes (B, F, n) with 1 <= n <= num_codebooks -> latents (B, D, F) (sum of the first n stages)."""
+        if not isinstance(codes, Tensor) or codes.dim() != 3:
+            raise ValueError(f"AudioCodec: codes must be shaped (B, frames, n_q), got {getattr(codes, 'shape', codes)}")
+        n = codes.shape[-1]
+        self._check_n_q(int(n))
+        if n == self.num_codebooks:
+            lat = self.quantizer.codes_to_latents(codes)  # (B, F, D)
+        else:
+            lat = self.quantizer.codes_to_latents_partial(codes)  # (B, F, D), first n stages
+        return lat.movedim(-1, 1)
+
+    @torch.no_grad()
+    def decode(self, codes: Tensor) -> Tensor:
+        """codes (B, frames, n_q) -> waveform (B, 1, frames * hop) in [-1, 1] (clamped)."""
+        if codes.shape[1] == 0:
+            raise ValueError("AudioCodec: cannot decode 0 frames")
+        return self.decoder(self.codes_to_latents(codes)).clamp(-1.0, 1.0)
+
+    # ----- files ---------------------------------------------------------------------------------------
+    def load_audio(self, path: str | Path) -> Tensor:
+        """Read a WAV / FLAC file as (1, 1, T) at the codec's rate (stereo downmixed, resampled).
+
+        Truncated or undecodable files raise ``ValueError`` naming the path.
+        """
+        from omnitok.data.audio_io import read_audio  # a leaf module: numpy + soundfile only
+
+        audio, sr = read_audio(path)
+        if sr != self.sample_rate:
+            warnings.warn(f"{path}: resampling from {sr} Hz to {self.sample_rate} Hz", stacklevel=2)
+        x = torch.from_numpy(audio).view(1, 1, -1)
+        return resample_batch(x, sr, self.sample_rate) if sr != self.sample_rate else x
+
+    def encode_file(self, path: str | Path, n_q: int | None = None) -> Tensor:
+        """A WAV / FLAC file -> codes (1, frames, n_q)."""
+        return self.encode(self.load_audio(path), n_q=n_q)
+
+
+def resample_batch(x: Tensor, orig_sr: int, target_sr: int) -> Tensor:
+    """(B, 1, T) float -> (B, 1, ceil(T * target / orig)) with the band-limited resampler of audio_io."""
+    import numpy as np
+
+    from omnitok.data.audio_io import resample
+
+    out = [resample(row[0].detach().cpu().numpy(), orig_sr, target_sr) for row in x]
+    return torch.from_numpy(np.stack(out)).unsqueeze(1).to(x.device)

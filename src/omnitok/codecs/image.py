@@ -1,0 +1,146 @@
+"""ImageCodec: conv encoder -> any quantizer -> mirrored conv decoder (VQ-VAE / VQGAN family).
+
+Images are float tensors (B, C, H, W) in [-1, 1]; H and W must be divisible by the downsampling
+factor f = 2 ** (len(channel_mult) - 1) (f = 4, 8 or 16 for 3, 4 or 5 levels). The code grid follows
+the input: 64x64 at f8 -> 8x8 codes, 64x128 -> 8x16. Codes are (B, H/f, W/f, num_codebooks) int64.
+
+Channels: ``in_channels`` is 3 (RGB) or 1 (greyscale). File loaders convert with
+:func:`omnitok.codecs.image_io.to_channels` (greyscale replicated to RGB, alpha composited on white,
+RGB -> L by ITU-R 601 luma), so the codec itself only ever sees the channel count it was built for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from omnitok.codecs.base import Codec
+from omnitok.codecs.builder import build_quantizer
+from omnitok.nn.conv import ConvDecoder2d, ConvEncoder2d
+from omnitok.quantizers.base import Quantizer
+
+__all__ = ["CodecOutput", "ImageCodec"]
+
+
+@dataclass
+class CodecOutput:
+    """What a codec's training forward returns."""
+
+    recon: Tensor  # same shape as the input
+    codes: Tensor  # (B, *grid, num_codebooks) int64
+    loss: Tensor  # the quantizer's auxiliary loss (already weighted)
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+def check_float_batch(x: Tensor, ndim: int, channels: int, who: str, layout: str) -> None:
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{who}: input must be a torch.Tensor {layout}, got {type(x).__name__}")
+    if x.dim() != ndim:
+        raise ValueError(f"{who}: input must be shaped {layout}, got shape {tuple(x.shape)}")
+    if x.shape[1] != channels:
+        raise ValueError(
+            f"{who}: expected {channels} channels in dim 1 of {layout}, got shape {tuple(x.shape)} "
+            "(convert greyscale/alpha images with omnitok.codecs.image_io.to_channels)"
+        )
+    if not x.is_floating_point():
+        raise ValueError(f"{who}: input must be a float tensor in [-1, 1], got dtype {x.dtype}")
+
+
+class ImageCodec(Codec):
+    """Conv encoder, quantizer, mirrored decoder. All arguments are plain values (saved in config.json)."""
+
+    modality = "image"
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        channels: int = 64,
+        channel_mult: list[int] | tuple[int, ...] = (1, 2, 2),
+        num_res_blocks: int = 1,
+        attention: bool = False,
+        z_channels: int = 64,
+        quantizer: str = "vq",
+        quantizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if in_channels not in (1, 3):
+            raise ValueError(f"ImageCodec: in_channels must be 1 or 3, got {in_channels}")
+        if len(channel_mult) < 2:
+            raise ValueError(f"ImageCodec: channel_mult needs >= 2 levels (f >= 2), got {list(channel_mult)}")
+        quantizer_kwargs = dict(quantizer_kwargs or {})
+        self.config = {
+            "in_channels": in_channels,
+            "channels": channels,
+            "channel_mult": list(channel_mult),
+            "num_res_blocks": num_res_blocks,
+            "attention": attention,
+            "z_channels": z_channels,
+            "quantizer": quantizer,
+            "quantizer_kwargs": quantizer_kwargs,
+        }
+        self.in_channels = in_channels
+        self.factor = 2 ** (len(channel_mult) - 1)
+        self.quantizer: Quantizer = build_quantizer(quantizer, **quantizer_kwargs)
+        dim = self.quantizer.dim
+        self.encoder = ConvEncoder2d(in_channels, z_channels, channels, channel_mult, num_res_blocks, attention)
+        self.quant_conv = nn.Conv2d(z_channels, dim, 1)
+        self.post_quant_conv = nn.Conv2d(dim, z_channels, 1)
+        self.decoder = ConvDecoder2d(z_channels, in_channels, channels, channel_mult, num_res_blocks, attention)
+        self.weights_sha256: str | None = None
+
+    # ----- shapes ------------------------------------------------------------------------------
+    @property
+    def codebook_size(self) -> int:
+        return self.quantizer.codebook_size
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.quantizer.num_codebooks
+
+    def code_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(C, H, W) or (H, W) -> (H/f, W/f); ValueError when H or W is not divisible by f."""
+        if len(input_shape) not in (2, 3):
+            raise ValueError(f"ImageCodec.code_grid: expected (C, H, W) or (H, W), got {tuple(input_shape)}")
+        h, w = input_shape[-2:]
+        f = self.factor
+        if h <= 0 or w <= 0 or h % f or w % f:
+            raise ValueError(
+                f"ImageCodec: image size {h}x{w} is not divisible by the downsampling factor f={f}; "
+                f"resize or crop to a multiple of {f} (e.g. {max(f, h // f * f)}x{max(f, w // f * f)})"
+            )
+        return (h // f, w // f)
+
+    # ----- codec interface ---------------------------------------------------------------------
+    def _check_images(self, x: Tensor) -> None:
+        check_float_batch(x, 4, self.in_channels, "ImageCodec", "(B, C, H, W)")
+        self.code_grid(tuple(x.shape[1:]))
+
+    def encode_latents(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> continuous pre-quantization latents (B, D, H/f, W/f)."""
+        return self.quant_conv(self.encoder(x))
+
+    def forward(self, x: Tensor) -> CodecOutput:
+        """Training / reconstruction pass: (B, C, H, W) -> CodecOutput with recon (B, C, H, W)."""
+        self._check_images(x)
+        q = self.quantizer.forward_channel_first(self.encode_latents(x))
+        recon = self.decoder(self.post_quant_conv(q.latents))
+        return CodecOutput(recon, q.codes, q.loss, q.metrics)
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) float in [-1, 1] -> codes (B, H/f, W/f, num_codebooks) int64."""
+        self._check_images(x)
+        q = self.quantizer.forward_channel_first(self.encode_latents(x))
+        return q.codes.long()
+
+    @torch.no_grad()
+    def decode(self, codes: Tensor) -> Tensor:
+        """codes (B, h, w, num_codebooks) -> images (B, C, h*f, w*f), roughly in [-1, 1] (not clamped)."""
+        if not isinstance(codes, Tensor) or codes.dim() != 4:
+            shape = tuple(codes.shape) if isinstance(codes, Tensor) else type(codes).__name__
+            raise ValueError(f"ImageCodec.decode: codes must be shaped (B, h, w, num_codebooks), got {shape}")
+        latents = self.quantizer.codes_to_latents(codes)  # (B, h, w, D); ValueError when out of range
+        return self.decoder(self.post_quant_conv(latents.movedim(-1, 1)))

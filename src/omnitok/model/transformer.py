@@ -1,0 +1,202 @@
+"""The unified decoder-only transformer: ids in, next-id logits out (nanoGPT-style ``forward``).
+
+Llama-style blocks: pre-RMSNorm, rotary attention (GQA, optional QK-norm), SwiGLU. Parameter names follow
+Hugging Face Llama / Qwen3 (``embed_tokens``, ``layers.{i}.self_attn.q_proj``, ..., ``norm``, ``lm_head``) so the
+export is a rename. The model knows no modality: the vocabulary gives every modality an id range.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from omnitok.model.config import ModelConfig
+from omnitok.nn.attention import Attention, causal_document_mask
+from omnitok.nn.rmsnorm import RMSNorm
+from omnitok.nn.rope import RotaryEmbedding
+from omnitok.nn.swiglu import SwiGLU
+
+__all__ = ["Block", "Transformer", "lm_loss"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def lm_loss(logits: Tensor, targets: Tensor, z_loss: float = 0.0, ignore_index: int = -100,
+            normalizer: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
+    """Next-token cross-entropy (+ z-loss) summed over targets != ignore_index, divided by ``normalizer``
+    (default: the number of such targets, i.e. the mean).
+
+    logits (B, T, V) aligned with targets (B, T) (targets already shifted: target t is the id after t).
+    Returns (loss scalar, per-token cross-entropy (B, T) float32 with 0 on ignored positions).
+    """
+    V = logits.shape[-1]
+    flat = logits.float().view(-1, V)
+    ce = F.cross_entropy(flat, targets.reshape(-1), ignore_index=ignore_index, reduction="none")
+    valid = (targets.reshape(-1) != ignore_index)
+    n = valid.sum().clamp(min=1) if normalizer is None else normalizer
+    loss = ce.sum() / n
+    if z_loss > 0:  # PaLM z-loss: keeps log Z near 0 (arXiv 2204.02311)
+        lse = torch.logsumexp(flat, dim=-1)
+        loss = loss + z_loss * (lse.pow(2) * valid).sum() / n
+    return loss, ce.view(targets.shape)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.self_attn = Attention(cfg.dim, cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.qk_norm, cfg.norm_eps)
+        self.post_attention_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.mlp = SwiGLU(cfg.dim, cfg.ffn_hidden)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
+                cache: tuple[Tensor, Tensor] | None = None, write_slots: Tensor | None = None) -> Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, write_slots)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Transformer(nn.Module):
+    """``forward(idx, targets=None, position_ids=None, document_ids=None) -> (logits, loss)``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.dim)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm = RMSNorm(config.dim, config.norm_eps)
+        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        self.rotary = RotaryEmbedding(config.head_dim, config.rope_theta, config.rope_axes, config.rope_sections)
+        self.gradient_checkpointing = False
+        self.reset_parameters()
+
+    # ----- init ---------------------------------------------------------------------------------
+    def reset_parameters(self) -> None:
+        """Normal(0, init_std) for linear / embedding weights; residual outputs scaled by 1/sqrt(2 n_layer)
+        (GPT-2); norms at 1."""
+        std = self.config.init_std
+        for name, p in self.named_parameters():
+            if p.dim() == 1:
+                nn.init.ones_(p)
+            elif name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(p, 0.0, std / math.sqrt(2 * self.config.n_layer))
+            else:
+                nn.init.normal_(p, 0.0, std)
+
+    def num_params(self, include_embeddings: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if not include_embeddings:
+            n -= self.embed_tokens.weight.numel()
+            if not self.config.tie_embeddings:
+                n -= self.lm_head.weight.numel()
+        return n
+
+    # ----- forward --------------------------------------------------------------------------------
+    def default_positions(self, idx: Tensor) -> Tensor:
+        B, T = idx.shape
+        return torch.arange(T, device=idx.device).unsqueeze(0).expand(B, T)
+
+    def forward(self, idx: Tensor, targets: Tensor | None = None, position_ids: Tensor | None = None,
+                document_ids: Tensor | None = None, attention_mask: Tensor | None = None,
+                kv_cache: Any = None) -> tuple[Tensor, Tensor | None]:
+        """idx (B, T) long -> logits (B, T, V) (float32 when targets given), loss or None.
+
+        targets (B, T): next-token ids aligned with idx (already shifted), -100 = no loss.
+        position_ids (B, T), or (A, B, T) with ``rope_axes = A``; default 0..T-1.
+        document_ids (B, T): packed documents; attention never crosses documents (block-diagonal causal).
+        attention_mask (B, T) bool: only with ``kv_cache``; False marks (left) padding.
+        kv_cache: a :class:`~omnitok.model.kv_cache.StaticKVCache`; usually driven through its
+        ``prefill`` / ``decode_step`` / ``extend`` methods rather than directly.
+        """
+        if idx.dim() != 2 or idx.dtype != torch.long:
+            raise ValueError(f"idx must be (B, T) int64, got {tuple(idx.shape)} {idx.dtype}")
+        B, T = idx.shape
+        if kv_cache is None and self.config.max_seq_len < T:
+            raise ValueError(f"sequence length {T} exceeds max_seq_len {self.config.max_seq_len}")
+        if position_ids is None:
+            position_ids = kv_cache.default_positions(T) if kv_cache is not None else self.default_positions(idx)
+        cos, sin = self.rotary(position_ids)  # (B, T, D)
+        x = self.embed_tokens(idx)  # (B, T, C)
+        write_slots = None
+        if kv_cache is not None:
+            write_slots, mask = kv_cache.plan(T, attention_mask)  # (B, T), (B, 1, T, T_max)
+        elif attention_mask is not None:
+            raise ValueError("attention_mask is only used with kv_cache; pack documents with document_ids")
+        elif document_ids is not None:
+            mask = causal_document_mask(document_ids)
+        else:
+            mask = None
+        for i, layer in enumerate(self.layers):
+            cache = kv_cache.layer(i) if kv_cache is not None else None
+            if self.gradient_checkpointing and self.training and cache is None:
+                x = checkpoint(layer, x, cos, sin, mask, use_reentrant=False)
+            else:
+                x = layer(x, cos, sin, mask, cache, write_slots)
+        if kv_cache is not None:
+            kv_cache.advance(T)
+        x = self.norm(x)
+        logits = self.lm_head(x)  # (B, T, V)
+        if targets is None:
+            return logits, None
+        loss, _ = lm_loss(logits, targets, self.config.z_loss)
+        return logits, loss
+
+    # ----- folders --------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
+        """Write ``config.json`` + ``model.safetensors`` (tied weights stored once) atomically per file."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        if self.config.tie_embeddings:
+            state.pop("lm_head.weight", None)
+        tmp = directory / (WEIGHTS_NAME + ".tmp")
+        save_file(state, str(tmp), metadata={"format": "pt", "model_class": "Transformer"})
+        os.replace(tmp, directory / WEIGHTS_NAME)
+        cfg = {"model_class": "Transformer", "format_version": 1, **self.config.to_dict()}
+        tmp = directory / (CONFIG_NAME + ".tmp")
+        tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, directory / CONFIG_NAME)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu",
+                        ) -> Transformer:
+        """Load a folder written by :meth:`save_pretrained` (or a training checkpoint folder)."""
+        from safetensors.torch import load_file
+
+        from omnitok.codecs.base import CheckpointError
+
+        directory = Path(directory)
+        cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        if not cfg_path.is_file() or not w_path.is_file():
+            raise CheckpointError(f"{directory} must contain {CONFIG_NAME} and {WEIGHTS_NAME}")
+        try:
+            cfg = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from e
+        if isinstance(cfg.get("model"), dict):  # a training checkpoint's config.json
+            cfg = cfg["model"]
+        model = cls(ModelConfig.from_dict(cfg))
+        try:
+            state = load_file(str(w_path), device=str(map_location))
+        except Exception as e:  # safetensors raises its own error types for truncated files
+            raise CheckpointError(f"cannot read {w_path}: {e}") from e
+        if model.config.tie_embeddings:
+            state.setdefault("lm_head.weight", state.get("embed_tokens.weight"))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"{w_path} does not match its config: missing {missing}, unexpected {unexpected}")
+        return model.to(map_location)

@@ -1,0 +1,168 @@
+"""Atomic training checkpoints as folders; no pickle anywhere.
+
+A checkpoint ``<out>/checkpoints/step_<N>/`` holds
+
+* ``config.json``         ``{"model": ModelConfig, "train": {...}, "step": N, ...}`` (``Transformer.from_pretrained``
+                          reads the ``model`` section, so a checkpoint is also a model folder);
+* ``model.safetensors``   the weights;
+* ``optimizer.safetensors`` + ``optimizer.json``  per-parameter tensors (``exp_avg``, ...) and the JSON rest;
+* ``loader.json``         the batch source's ``state_dict()``;
+* ``rng.safetensors``     torch CPU (and CUDA) generator states; ``rng.json`` Python / NumPy states.
+
+The folder is written as ``.step_<N>.tmp`` and renamed in one ``os.replace``; ``latest.json`` (also replaced
+atomically) points at the newest complete folder. A kill during a save leaves the previous checkpoint and
+``latest.json`` untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from omnitok.codecs.base import CheckpointError
+
+__all__ = ["latest_checkpoint", "load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, np.integer | np.floating):
+        return o.item()
+    raise TypeError(f"not JSON-serialisable: {type(o)}")
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda_{i}"] = s
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    meta = {"python": [py_state[0], list(py_state[1]), py_state[2]],
+            "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])]}
+    return tensors, meta
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["torch_cpu"])
+    if torch.cuda.is_available():
+        states = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
+        if states:
+            torch.cuda.set_rng_state_all(states)
+    v, s, g = meta["python"]
+    random.setstate((v, tuple(s), g))
+    n = meta["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+
+
+def _optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    meta_state: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        meta_state[str(pid)] = {}
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"{pid}::{k}"] = v.detach().contiguous().cpu()
+            else:
+                meta_state[str(pid)][k] = v
+    return tensors, {"param_groups": sd["param_groups"], "state": meta_state}
+
+
+def _optimizer_from_flat(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    def key(pid: str) -> int | str:  # ints for torch.optim state dicts, parameter names for FSDP ones
+        return int(pid) if pid.isdigit() else pid
+
+    state: dict[int | str, dict[str, Any]] = {key(pid): dict(rest) for pid, rest in meta["state"].items()}
+    for name, t in tensors.items():
+        pid, field = name.split("::", 1)
+        state.setdefault(key(pid), {})[field] = t
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(out_dir: str | os.PathLike[str], step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    config: dict[str, Any], loader_state: dict[str, Any] | None, extra: dict[str, Any] | None = None,
+                    keep: int = 2, model_state: dict[str, torch.Tensor] | None = None,
+                    optimizer_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None) -> Path:
+    """Write ``<out_dir>/checkpoints/step_<step>`` atomically and point ``latest.json`` at it.
+
+    ``model_state`` / ``optimizer_state`` may be passed pre-gathered (FSDP); by default they are read from
+    the (unwrapped) model and optimizer. Keeps the newest ``keep`` checkpoints.
+    """
+    root = Path(out_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:08d}"
+    tmp = root / f".step_{step:08d}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    state = model_state if model_state is not None else model.state_dict()
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    if config.get("model", {}).get("tie_embeddings"):
+        state.pop("lm_head.weight", None)
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    opt_t, opt_meta = optimizer_state if optimizer_state is not None else _optimizer_to_flat(optimizer)
+    save_file(opt_t, str(tmp / "optimizer.safetensors"))
+    (tmp / "optimizer.json").write_text(json.dumps(opt_meta, default=_json_default))
+    (tmp / "loader.json").write_text(json.dumps(loader_state or {}, default=_json_default))
+    rng_t, rng_meta = rng_state()
+    save_file(rng_t, str(tmp / "rng.safetensors"))
+    (tmp / "rng.json").write_text(json.dumps(rng_meta))
+    cfg = {**config, "step": step, "model_class": "Transformer", **(extra or {})}
+    (tmp / "config.json").write_text(json.dumps(cfg, indent=2, default=_json_default) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    latest_tmp = root / "latest.json.tmp"
+    latest_tmp.write_text(json.dumps({"step": step, "path": final.name}) + "\n")
+    os.replace(latest_tmp, root / "latest.json")
+    done = sorted(p for p in root.glob("step_*") if p.is_dir())
+    for old in done[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
+    """The newest complete checkpoint folder under ``<out_dir>/checkpoints`` (or ``out_dir`` itself)."""
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").is_file() and (out_dir / "optimizer.safetensors").is_file():
+        return out_dir
+    root = out_dir / "checkpoints"
+    latest = root / "latest.json"
+    if latest.is_file():
+        try:
+            path = root / json.loads(latest.read_text())["path"]
+            if path.is_dir():
+                return path
+        except (json.JSONDecodeError, KeyError):
+            pass
+    done = sorted(p for p in root.glob("step_*") if p.is_dir()) if root.is_dir() else []
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint folder -> dict with config, model (state), optimizer (state_dict), loader, rng."""
+    path = Path(path)
+    need = ["config.json", "model.safetensors", "optimizer.safetensors", "optimizer.json", "loader.json",
+            "rng.safetensors", "rng.json"]
+    missing = [n for n in need if not (path / n).is_file()]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is incomplete: missing {missing}")
+    cfg = json.loads((path / "config.json").read_text())
+    model_state = load_file(str(path / "model.safetensors"))
+    opt = _optimizer_from_flat(load_file(str(path / "optimizer.safetensors")),
+                               json.loads((path / "optimizer.json").read_text()))
+    return {"config": cfg, "model": model_state, "optimizer": opt,
+            "loader": json.loads((path / "loader.json").read_text()),
+            "rng": (load_file(str(path / "rng.safetensors")), json.loads((path / "rng.json").read_text())),
+            "step": int(cfg["step"])}

@@ -1,0 +1,462 @@
+"""``omnitok train lm``: train the unified transformer on packed token batches, on one process or many.
+
+    omnitok train lm --preset small --data DIR[,DIR...] [--out runs/lm-small] [--resume] [key=value ...]
+
+``--data`` names token-shard folders read by ``omnitok.data.mixture.MixtureLoader`` (the packed-batch contract
+at the top of that file), or ``synthetic[:vocab=N]`` for a built-in source of the same contract (tests,
+benchmarks). Overrides are ``model.<key>=v`` / ``train.<key>=v`` or bare keys (``lr=3e-4 n_layer=4``).
+
+Loss normalisation: every optimizer step sums the token losses of all its micro-batches on all ranks and divides
+by the global number of target tokens, so N ranks x batch b equals one process with batch N*b (up to float
+rounding), whatever the padding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from omnitok.model.config import ModelConfig, apply_overrides, load_preset
+from omnitok.model.transformer import Transformer, lm_loss
+from omnitok.train import distributed as dist_utils
+from omnitok.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from omnitok.train.metrics import FLOPS_PEAK, MetricsWriter, TokenStats, flops_per_token, plot_curves
+from omnitok.train.schedule import lr_at
+
+__all__ = ["BatchSource", "SyntheticBatches", "TrainConfig", "add_arguments", "build_optimizer", "run", "train"]
+
+BATCH_KEYS = ("input_ids", "labels", "position_ids", "document_ids", "modality", "task")
+
+
+@dataclass
+class TrainConfig:
+    """Training knobs (the ``train:`` section of a preset)."""
+
+    seq_len: int = 256
+    batch_size: int = 8  # micro-batch per rank; global batch = batch_size * grad_accum * world_size
+    grad_accum: int = 1
+    max_steps: int = 1000
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    log_every: int = 10
+    eval_every: int = 100
+    eval_batches: int = 8
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    seed: int = 0
+    compile: bool = False
+    grad_checkpointing: bool = False
+    precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | bf16 | fp32
+    distributed: str = "ddp"  # ddp | fsdp (only used under torchrun)
+    cfg_dropout: float = 0.1  # passed to the mixture loader
+    ratios: dict[str, float] | None = None  # mixture ratio per source name (folder name; or DIR@ratio in --data)
+    val_data: str | None = None  # comma-separated val folders; default: --data with .../train/... -> .../val/...
+    halt_after: int = 0  # stop after this optimizer step as if killed (tests of --resume); 0 = off
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown train keys {unknown}; expected some of {sorted(names)}")
+        return cls(**d)
+
+
+TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+class BatchSource(Protocol):
+    """What the trainer needs from a loader (``MixtureLoader`` and :class:`SyntheticBatches` both fit)."""
+
+    vocab_size: int
+
+    def __next__(self) -> dict[str, Tensor]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class SyntheticBatches:
+    """Packed batches of learnable synthetic documents under the mixture loader's contract.
+
+    Each document is ``BOS`` then a run ``s, s+k, s+2k, ...`` inside one of four id ranges (standing in for
+    text / image / audio / video ids), so the loss falls fast. Batch ``n`` of the *global* batch is a function of
+    (seed, n) only; rank r takes rows ``[r*b, (r+1)*b)``, so N ranks x b rows equal one process with N*b rows.
+    """
+
+    def __init__(self, vocab_size: int, seq_len: int, batch_size: int, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, split: str = "train") -> None:
+        if vocab_size < 16:
+            raise ValueError(f"synthetic vocab_size must be >= 16, got {vocab_size}")
+        self.vocab_size, self.seq_len, self.batch_size = vocab_size, seq_len, batch_size
+        self.seed = seed + (1_000_003 if split == "val" else 0)
+        self.rank, self.world_size = rank, world_size
+        self.step = 0
+        self.pad_id, self.bos_id = 0, 1
+        span = (vocab_size - 4) // 4
+        self.ranges = [(4 + i * span, 4 + (i + 1) * span) for i in range(4)]  # modality 1..4
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+
+    def __iter__(self) -> SyntheticBatches:
+        return self
+
+    def __next__(self) -> dict[str, Tensor]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_033 + self.step)
+        self.step += 1
+        B, T = self.batch_size * self.world_size, self.seq_len
+        out = {"input_ids": torch.zeros(B, T, dtype=torch.long), "labels": torch.full((B, T), -100),
+               "position_ids": torch.zeros(B, T, dtype=torch.long),
+               "document_ids": torch.full((B, T), -1), "modality": torch.zeros(B, T, dtype=torch.uint8),
+               "task": torch.zeros(B, T, dtype=torch.uint8)}
+        for b in range(B):
+            t, doc = 0, 0
+            while True:
+                n = int(torch.randint(4, max(5, T // 2), (1,), generator=g))
+                if t + n > T:
+                    break
+                m = int(torch.randint(0, 4, (1,), generator=g))
+                lo, hi = self.ranges[m]
+                start = int(torch.randint(lo, hi, (1,), generator=g))
+                k = int(torch.randint(1, 4, (1,), generator=g))
+                ids = [self.bos_id] + [lo + (start - lo + k * i) % (hi - lo) for i in range(n - 1)]
+                sl = slice(t, t + n)
+                out["input_ids"][b, sl] = torch.tensor(ids)
+                out["labels"][b, t:t + n - 1] = torch.tensor(ids[1:])
+                out["position_ids"][b, sl] = torch.arange(n)
+                out["document_ids"][b, sl] = doc
+                out["modality"][b, t:t + n - 1] = m + 1
+                out["task"][b, sl] = (1, 10, 11, 12)[m]  # text, image, speech, video (TASK_IDS)
+                t, doc = t + n, doc + 1
+        rows = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        return {k: v[rows] for k, v in out.items()}
+
+
+def make_source(data: str, tc: TrainConfig, split: str, rank: int, world: int,
+                vocab_size: int | None = None) -> BatchSource:
+    """``synthetic[:vocab=N]`` or comma-separated token-shard folders (the mixture loader)."""
+    if data.startswith("synthetic"):
+        opts = dict(kv.split("=", 1) for kv in data.split(":", 1)[1].split(",")) if ":" in data else {}
+        vocab = int(opts.get("vocab", vocab_size or 256))
+        return SyntheticBatches(vocab, tc.seq_len, tc.batch_size, seed=tc.seed, rank=rank, world_size=world,
+                                split=split)
+    from omnitok.data.mixture import MixtureLoader
+
+    sources: dict[str, tuple[float, list[str]]] = {}
+    for item in (x for x in data.split(",") if x):
+        d, _, ratio = item.partition("@")
+        if not Path(d).exists():
+            raise ValueError(f"--data: token-shard folder {d!r} does not exist")
+        name = source_name(d)
+        while name in sources:
+            name += "+"
+        r = float(ratio) if ratio else float((tc.ratios or {}).get(name, 1.0))
+        sources[name] = (r, [d])
+    return MixtureLoader(sources, tc.seq_len, tc.batch_size, seed=tc.seed, rank=rank, world_size=world,
+                         cfg_dropout=tc.cfg_dropout if split == "train" else 0.0)
+
+
+def source_name(folder: str) -> str:
+    """A mixture source's name: the folder name, or ``<parent>`` when the folder is a split (train / val)."""
+    p = Path(folder)
+    return p.parent.name if p.name in ("train", "val", "test") and p.parent.name else p.name
+
+
+def val_folders(data: str) -> str:
+    """Validation folders for ``--data``: each path with its ``train`` component replaced by ``val``.
+
+    Raises ValueError when one is missing (set ``train.val_data`` explicitly then).
+    """
+    if data.startswith("synthetic"):
+        return data
+    out = []
+    for item in (x for x in data.split(",") if x):
+        d, _, ratio = item.partition("@")
+        parts = Path(d).parts
+        if "train" not in parts:
+            raise ValueError(f"cannot guess the validation folder of {d!r} (no 'train' path component)")
+        i = len(parts) - 1 - parts[::-1].index("train")
+        v = Path(*parts[:i], "val", *parts[i + 1:])
+        if not v.exists():
+            raise ValueError(f"validation folder {v} does not exist")
+        out.append(str(v) + (f"@{ratio}" if ratio else ""))
+    return ",".join(out)
+
+
+def build_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (no decay on norms, embeddings, or a tied head)."""
+    decay, no_decay, seen = [], [], set()
+    for name, p in model.named_parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (no_decay if p.dim() < 2 or "embed_tokens" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), eps=tc.eps, foreach=False)
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"train.precision must be auto, bf16 or fp32, got {precision!r}")
+    return contextlib.nullcontext()
+
+
+def _task_names() -> dict[int, str]:
+    try:
+        from omnitok.data.mixture import TASK_IDS
+
+        return {v: k for k, v in TASK_IDS.items()}
+    except ImportError:
+        return {}
+
+
+def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, Tensor)}
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, source: BatchSource, start_state: dict[str, Any], n_batches: int,
+             device: torch.device, precision: str) -> dict[str, float]:
+    """Loss / accuracy per modality and task on ``n_batches`` batches from ``start_state`` (same every time)."""
+    source.load_state_dict(start_state)
+    stats = TokenStats(_task_names())
+    was_training = model.training
+    model.eval()
+    for _ in range(n_batches):
+        b = _to(next(source), device)
+        with _autocast(device, precision):
+            logits, _ = model(b["input_ids"], position_ids=b["position_ids"], document_ids=b["document_ids"])
+        _, ce = lm_loss(logits, b["labels"])
+        stats.update(ce, logits, b["labels"], b.get("modality"), b.get("task"))
+    stats.all_reduce()
+    model.train(was_training)
+    return stats.summary("val_")
+
+
+def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path, resume: bool = False,
+          progress: bool = True, device: str = "auto") -> dict[str, Any]:
+    """Train; returns the last logged record. Writes checkpoints, metrics.jsonl, loss.png, final/ under ``out``."""
+    out = Path(out)
+    info = dist_utils.setup(device)
+    torch.manual_seed(tc.seed)
+    source = make_source(data, tc, "train", info.rank, info.world_size, model_cfg.get("vocab_size"))
+    val_source: BatchSource | None = None
+    if tc.eval_every > 0 and tc.eval_batches > 0:
+        try:
+            val_source = make_source(tc.val_data or val_folders(data), tc, "val", info.rank, info.world_size,
+                                     model_cfg.get("vocab_size"))
+        except (ValueError, FileNotFoundError) as e:
+            if info.is_main:
+                print(f"omnitok train lm: no validation split ({e}); skipping evaluation", file=sys.stderr)
+    val_start = val_source.state_dict() if val_source is not None else {}
+    model_cfg = {**model_cfg, "vocab_size": int(model_cfg.get("vocab_size") or source.vocab_size)}
+    if model_cfg["vocab_size"] < source.vocab_size:
+        raise ValueError(f"model.vocab_size {model_cfg['vocab_size']} < the data's vocabulary {source.vocab_size}")
+    mcfg = ModelConfig.from_dict(model_cfg)
+    if tc.seq_len > mcfg.max_seq_len:
+        raise ValueError(f"train.seq_len {tc.seq_len} exceeds model.max_seq_len {mcfg.max_seq_len}")
+    model = Transformer(mcfg).to(info.device)
+    model.gradient_checkpointing = tc.grad_checkpointing
+    step = 0
+    ckpt_path = latest_checkpoint(out) if resume else None
+    if resume and ckpt_path is None and info.is_main:
+        print(f"omnitok train lm: --resume but no checkpoint under {out}; starting fresh", file=sys.stderr)
+    if ckpt_path is not None:
+        ck = load_checkpoint(ckpt_path)
+        state = ck["model"]
+        if mcfg.tie_embeddings:
+            state.setdefault("lm_head.weight", state["embed_tokens.weight"])
+        model.load_state_dict(state)
+        loader_state = ck["loader"]
+        if "per_rank" in loader_state:
+            if len(loader_state["per_rank"]) != info.world_size:
+                raise ValueError(f"checkpoint {ckpt_path} was written by {len(loader_state['per_rank'])} ranks; "
+                                 f"resume with the same world size (now {info.world_size})")
+            loader_state = loader_state["per_rank"][info.rank]
+        source.load_state_dict(loader_state)
+        set_rng_state(*ck["rng"])
+        step = ck["step"]
+        if info.is_main:
+            print(f"omnitok train lm: resumed from {ckpt_path} at step {step}", file=sys.stderr)
+    if info.enabled and tc.distributed == "fsdp" and ckpt_path is not None:
+        raise ValueError("resuming FSDP runs is not supported yet; resume with train.distributed=ddp")
+    wrapped = dist_utils.wrap_model(model, info, tc.distributed)
+    optimizer = build_optimizer(model, tc)  # after FSDP's fully_shard, which replaces the parameters
+    if ckpt_path is not None:
+        optimizer.load_state_dict(ck["optimizer"])
+    fwd = torch.compile(wrapped) if tc.compile else wrapped
+    writer = MetricsWriter(out, resume_step=step if ckpt_path is not None else None, enabled=info.is_main)
+    full_config = {"model": mcfg.to_dict(), "train": dataclasses.asdict(tc), "data": data}
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(full_config, indent=2) + "\n")
+    n_no_embed = model.num_params(include_embeddings=False)
+    fpt = flops_per_token(n_no_embed, mcfg.n_layer, mcfg.dim, tc.seq_len, mcfg.vocab_size)
+    peak = next((v for k, v in FLOPS_PEAK.items() if info.device.type == "cuda"
+                 and k in torch.cuda.get_device_name(info.device)), None)
+    stats = TokenStats(_task_names())
+    pbar = None
+    if progress and info.is_main:
+        from tqdm import tqdm
+
+        pbar = tqdm(total=tc.max_steps, initial=step, desc="train lm", dynamic_ncols=True)
+    last: dict[str, Any] = {}
+    t0, tokens_seen = time.perf_counter(), 0
+    model.train()
+    while step < tc.max_steps:
+        lr = lr_at(step, tc.lr, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        micro = [_to(next(source), info.device) for _ in range(tc.grad_accum)]
+        n_tokens = torch.tensor(float(sum(int((b["labels"] != -100).sum()) for b in micro)))
+        dist_utils.all_reduce_sum(n_tokens)
+        # DDP / FSDP average gradients over ranks: scale so the result is the global token mean
+        normalizer = n_tokens.item() / info.world_size
+        for i, b in enumerate(micro):
+            sync = i == len(micro) - 1 or not (info.enabled and tc.distributed == "ddp")
+            ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
+            with ctx:
+                with _autocast(info.device, tc.precision):
+                    logits, _ = fwd(b["input_ids"], position_ids=b["position_ids"],
+                                    document_ids=b["document_ids"])
+                loss, ce = lm_loss(logits, b["labels"], mcfg.z_loss, normalizer=max(normalizer, 1e-9))
+                loss.backward()
+            stats.update(ce.detach(), logits.detach(), b["labels"], b.get("modality"), b.get("task"))
+            tokens_seen += b["input_ids"].numel() * info.world_size
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if pbar is not None:
+            pbar.update(1)
+        if step % tc.log_every == 0 or step == tc.max_steps:
+            stats.all_reduce()
+            elapsed = time.perf_counter() - t0
+            rec: dict[str, Any] = {"split": "train", "step": step, "lr": lr, "grad_norm": float(grad_norm),
+                                   **stats.summary(), "tokens_per_s": tokens_seen / max(elapsed, 1e-9)}
+            if peak:
+                rec["mfu"] = rec["tokens_per_s"] * fpt / (peak * info.world_size)
+            stats.reset()
+            t0, tokens_seen = time.perf_counter(), 0
+            writer.write(rec)
+            last = rec
+            if pbar is not None:
+                pbar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
+        if val_source is not None and (step % tc.eval_every == 0 or step == tc.max_steps):
+            rec = {"split": "val", "step": step, **evaluate(wrapped, val_source, val_start, tc.eval_batches,
+                                                            info.device, tc.precision)}
+            writer.write(rec)
+            if info.is_main:
+                plot_curves(out / "metrics.jsonl", out / "loss.png")
+        halt = tc.halt_after > 0 and step >= tc.halt_after
+        if tc.save_every > 0 and (step % tc.save_every == 0 or step == tc.max_steps or halt):
+            _save(out, step, model, optimizer, full_config, source, info, tc)
+        if halt:
+            break
+    if pbar is not None:
+        pbar.close()
+    if info.is_main and step >= tc.max_steps:
+        model_state = _full_state(model, info, tc)
+        final = Transformer(mcfg)
+        final.load_state_dict(model_state)
+        final.save_pretrained(out / "final")
+        if (out / "metrics.jsonl").is_file():
+            plot_curves(out / "metrics.jsonl", out / "loss.png")
+    elif info.enabled and step >= tc.max_steps and tc.distributed == "fsdp":
+        _full_state(model, info, tc)  # collective: every rank takes part
+    dist_utils.barrier()
+    dist_utils.cleanup()
+    return last
+
+
+def _full_state(model: Transformer, info: dist_utils.DistInfo, tc: TrainConfig) -> dict[str, Tensor]:
+    if info.enabled and tc.distributed == "fsdp":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def _save(out: Path, step: int, model: Transformer, optimizer: torch.optim.Optimizer, cfg: dict[str, Any],
+          source: BatchSource, info: dist_utils.DistInfo, tc: TrainConfig) -> None:
+    model_state = opt_state = None
+    if info.enabled and tc.distributed == "fsdp":
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        from omnitok.train.checkpoint import _optimizer_to_flat
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_state = get_model_state_dict(model, options=opts)
+        osd = get_optimizer_state_dict(model, optimizer, options=opts)
+
+        class _Wrap:  # adapt a plain state dict to _optimizer_to_flat
+            def state_dict(self) -> dict[str, Any]:
+                return osd
+
+        if info.is_main:  # full state dicts are gathered on rank 0 only
+            opt_state = _optimizer_to_flat(_Wrap())  # type: ignore[arg-type]
+    loader_state = source.state_dict()
+    if info.enabled:  # every rank's loader position, so each resumes its own stream
+        import torch.distributed as dist
+
+        states: list[Any] = [None] * info.world_size
+        dist.all_gather_object(states, loader_state)
+        loader_state = {"per_rank": states} if info.world_size > 1 else loader_state
+    if info.is_main:
+        save_checkpoint(out, step, model, optimizer, cfg, loader_state, keep=tc.keep_checkpoints,
+                        model_state=model_state, optimizer_state=opt_state)
+    dist_utils.barrier()
+
+
+# ----- command line ---------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="debug", help="configs/lm/<NAME>.yaml: debug, tiny, small, B, L, XL")
+    parser.add_argument("--data", required=True,
+                        help="token-shard folders, comma-separated, or 'synthetic[:vocab=N]'")
+    parser.add_argument("--out", default=None, help="run folder (default runs/lm-<preset>)")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides (model.n_layer=4, train.lr=3e-4, lr=...)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        preset = load_preset(args.preset)
+        cfg = apply_overrides(preset, list(args.overrides), train_keys=TRAIN_KEYS)
+        tc = TrainConfig.from_dict(cfg["train"])
+    except ValueError as e:
+        print(f"omnitok train lm: {e}", file=sys.stderr)
+        return 2
+    out = args.out or f"runs/lm-{args.preset}"
+    rec = train(cfg["model"], tc, args.data, out, resume=args.resume, progress=not args.no_progress,
+                device=args.device)
+    if rec and int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rec.items()}))
+    return 0

@@ -1,0 +1,22 @@
+"""Learning-rate schedule: linear warmup, then cosine decay to ``min_lr_ratio * lr`` (GPT-3 / Llama recipe)."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["lr_at"]
+
+
+def lr_at(step: int, lr: float, warmup_steps: int, max_steps: int, min_lr_ratio: float = 0.1) -> float:
+    """Learning rate for optimizer step ``step`` (0-based).
+
+    Warmup: ``lr * (step + 1) / warmup_steps`` for step < warmup_steps; then cosine from ``lr`` down to
+    ``min_lr_ratio * lr`` at ``max_steps``; constant ``min_lr_ratio * lr`` afterwards.
+    """
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    min_lr = lr * min_lr_ratio
+    if step >= max_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)

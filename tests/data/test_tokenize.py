@@ -1,0 +1,125 @@
+"""``omnitok tokenize`` end to end on small digits / emoji / speech datasets written as real tar shards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from omnitok.cli import main
+from omnitok.data.media import encode_png
+from omnitok.data.shards import write_shard
+from omnitok.data.token_shards import TokenShards
+from omnitok.data.tokenize import build_document, parse_codecs, pick_partner
+from omnitok.data.types import Example
+from omnitok.vocab import TASKS, Audio, Image, Text, Vocabulary
+from omnitok.vocab.debug import DebugAudioCodec, DebugImageCodec, debug_text_codec
+
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def _wav(seconds: float, seed: int) -> bytes:
+    from omnitok.data.audio_io import write_flac
+
+    rng = np.random.default_rng(seed)
+    return write_flac((rng.standard_normal(int(16000 * seconds)) * 0.1).astype(np.float32), 16000)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("omnitok")
+    rng = np.random.default_rng(0)
+    ds = root / "datasets"
+    digits = [Example(f"mnist-{i % 10}-{i:04d}", {"png": encode_png(rng.integers(0, 255, (16, 16), dtype=np.uint8))},
+                      {"caption": f"handwritten digit {WORDS[i % 10]}", "label": i % 10}) for i in range(24)]
+    write_shard(ds / "digits" / "train-000000.tar", digits)
+    emoji = [Example(f"emoji-{i:03d}", {"png": encode_png(rng.integers(0, 255, (12, 20, 3), dtype=np.uint8))},
+                     {"caption": f"a 3d emoji number {i} 😀", "label": "smileys"}) for i in range(10)]
+    write_shard(ds / "emoji" / "train-000000.tar", emoji)
+    speech = [Example(f"speech-digit-{i:06d}", {"flac": _wav(0.05 + 0.01 * i, i)},
+                      {"transcript": WORDS[i % 10], "kind": "digits", "digits": str(i % 10)}) for i in range(20)]
+    speech.append(Example("speech-digits-000001", {"flac": _wav(0.1, 99)},
+                          {"transcript": "one two", "kind": "digits", "digits": "12"}))
+    write_shard(ds / "speech" / "train-000000.tar", speech)
+    return root
+
+
+@pytest.fixture(scope="module")
+def codec_dirs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("codecs")
+    debug_text_codec().save_pretrained(d / "bpe")
+    DebugImageCodec(patch=4, codebook_size=64).save_pretrained(d / "img")
+    DebugAudioCodec(hop=160, codebook_size=32, num_codebooks=4).save_pretrained(d / "aud")
+    return {"text": d / "bpe", "image": d / "img", "audio": d / "aud"}
+
+
+def _cli(root, codec_dirs, vocab_dir, data, out, *extra) -> int:
+    codecs = ",".join(f"{m}={p}" for m, p in codec_dirs.items())
+    return main(["tokenize", "--vocab", str(vocab_dir), "--codecs", codecs, "--data", data, "--out", str(out),
+                 "--root", str(root), "--batch-size", "8", "--no-progress", "--shard-tokens", "2000", *extra])
+
+
+def test_tokenize_digits_and_emoji_end_to_end(root, codec_dirs, tmp_path) -> None:
+    vdir = tmp_path / "vocab"
+    assert _cli(root, codec_dirs, vdir, "digits:caption2image", tmp_path / "d-c2i") == 0
+    assert (vdir / "vocab.json").exists()  # built from --codecs on the first call
+    vocab = Vocabulary.load(vdir)
+    assert _cli(root, codec_dirs, vdir, "emoji:image2caption", tmp_path / "e-i2c") == 0
+    assert _cli(root, codec_dirs, vdir, "emoji:image", tmp_path / "e-img", "--limit", "4") == 0
+
+    d = TokenShards(tmp_path / "d-c2i")
+    assert len(d) == 24 and d.vocab_hash == vocab.hash and d.meta["task"] == "caption2image"
+    for i in range(len(d)):
+        ids, (a, b), task = d.document(i)
+        doc = vocab.decode(ids, data=True)
+        text, img = doc.segments
+        assert isinstance(text, Text) and isinstance(img, Image) and task == TASKS["caption2image"]
+        assert text.text.startswith("handwritten digit ") and img.codes.shape == (4, 4, 1)
+        assert vocab.decode(ids[a:b], data=True).segments[0].text == text.text  # the condition span is the caption
+    e = TokenShards(tmp_path / "e-i2c")
+    img, text = vocab.decode(e[0], data=True).segments
+    assert img.codes.shape == (3, 5, 1) and "😀" in text.text
+    assert len(TokenShards(tmp_path / "e-img")) == 4
+    # a second run finds the finished part and does nothing
+    assert _cli(root, codec_dirs, vdir, "digits:caption2image", tmp_path / "d-c2i") == 0
+    assert len(TokenShards(tmp_path / "d-c2i")) == 24
+
+
+def test_image_speech_pairs_by_digit_label(root, codec_dirs, tmp_path) -> None:
+    vdir = tmp_path / "vocab"
+    assert _cli(root, codec_dirs, vdir, "digits:image2speech", tmp_path / "i2s") == 0
+    assert _cli(root, codec_dirs, vdir, "speech:speech2transcript", tmp_path / "s2t") == 0
+    vocab = Vocabulary.load(vdir)
+    ts = TokenShards(tmp_path / "i2s")
+    assert len(ts) == 24
+    for i in range(len(ts)):
+        img, aud = vocab.decode(ts[i]).segments
+        assert isinstance(img, Image) and isinstance(aud, Audio) and aud.codes.shape[1] == 4
+    s2t = TokenShards(tmp_path / "s2t")
+    assert len(s2t) == 21 and isinstance(vocab.decode(s2t[0]).segments[1], Text)
+    spoken = {d: [Example(f"s{d}{j}", {}, {"digits": str(d)}) for j in range(3)] for d in range(10)}
+    ex = Example("mnist-7-0001", {}, {"label": 7})
+    assert pick_partner(ex, spoken) is pick_partner(ex, spoken) and pick_partner(ex, spoken).meta["digits"] == "7"
+
+
+def test_documents_and_arguments() -> None:
+    ex = Example("fortunes-001", {"txt": b"the quick brown fox jumps over the lazy dog"}, {})
+    doc, n_cond = build_document("continuation", ex)
+    assert n_cond == 1 and doc.segments[0].text + doc.segments[1].text == ex.files["txt"].decode()
+    with pytest.raises(ValueError, match="unknown task"):
+        build_document("smell2taste", ex)
+    with pytest.raises(ValueError, match="needs a spoken-digit partner"):
+        build_document("image2speech", Example("k", {"png": encode_png(np.zeros((4, 4), np.uint8))}, {"label": 1}))
+    assert parse_codecs("text=a, image=b") == {"text": "a", "image": "b"}
+    with pytest.raises(ValueError, match="modality=DIR"):
+        parse_codecs("text")
+    assert torch.is_tensor(build_document("image", Example("k", {"png": encode_png(np.zeros((4, 4), np.uint8))},
+                                                           {}))[0].segments[0].data)
+
+
+def test_cli_errors(root, codec_dirs, tmp_path) -> None:
+    with pytest.raises(SystemExit, match="supports tasks"):
+        _cli(root, codec_dirs, tmp_path / "v", "emoji:caption2video", tmp_path / "x")
+    with pytest.raises(ValueError, match="does not exist yet"):
+        main(["tokenize", "--vocab", str(tmp_path / "none"), "--data", "digits", "--out", str(tmp_path / "o"),
+              "--root", str(root), "--no-progress"])

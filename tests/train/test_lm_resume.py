@@ -1,0 +1,78 @@
+"""``--resume`` continues with bit-identical losses; checkpoints are atomic; metrics and curves are written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from omnitok.train import checkpoint as ckpt_mod
+from omnitok.train.lm import SyntheticBatches, TrainConfig, train
+
+MODEL = dict(n_layer=2, dim=32, n_head=4, n_kv_head=2, ffn_multiple_of=16, max_seq_len=64, qk_norm=True,
+             z_loss=1e-4)
+
+
+def config(**kw) -> TrainConfig:
+    base = dict(seq_len=32, batch_size=2, grad_accum=2, max_steps=8, lr=3e-3, warmup_steps=2, log_every=1,
+                eval_every=4, eval_batches=1, save_every=4)
+    return TrainConfig(**{**base, **kw})
+
+
+def losses(run) -> dict[int, float]:
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: (r["loss"] if r["split"] == "train" else r["val_loss"]) for r in rows}
+
+
+def test_resume_is_bit_identical(tmp_path):
+    torch.set_num_threads(1)
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(MODEL, config(), "synthetic:vocab=64", full, progress=False)
+    train(MODEL, config(halt_after=5), "synthetic:vocab=64", part, progress=False)  # "killed" after step 5
+    assert not (part / "final").exists()
+    train(MODEL, config(), "synthetic:vocab=64", part, resume=True, progress=False)
+    a, b = losses(full), losses(part)
+    assert sorted(a) == sorted(b) == list(range(1, 9))
+    assert a == b  # exact float equality, every step (and the validation losses)
+    assert a[8] < a[1]
+    wa = load_file(str(full / "final" / "model.safetensors"))
+    wb = load_file(str(part / "final" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert (full / "loss.png").stat().st_size > 1000
+
+
+def test_kill_during_save_keeps_latest(tmp_path, monkeypatch):
+    train(MODEL, config(max_steps=4, grad_accum=1, eval_every=0, save_every=2), "synthetic:vocab=64", tmp_path,
+          progress=False)
+    before = ckpt_mod.latest_checkpoint(tmp_path)
+    assert before is not None and before.name == "step_00000004"
+    calls = {"n": 0}
+    real = ckpt_mod.save_file
+
+    def dying_save(*args, **kwargs):  # dies after writing the model file
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ckpt_mod, "save_file", dying_save)
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    with pytest.raises(KeyboardInterrupt):
+        ckpt_mod.save_checkpoint(tmp_path, 6, model, opt, {"model": {}}, {"step": 6})
+    assert ckpt_mod.latest_checkpoint(tmp_path) == before
+    loaded = ckpt_mod.load_checkpoint(before)
+    assert loaded["step"] == 4 and loaded["loader"] == {"step": 4}
+
+
+def test_synthetic_source_contract_and_sharding():
+    one = next(SyntheticBatches(64, 32, 4, seed=3))
+    halves = [next(SyntheticBatches(64, 32, 2, seed=3, rank=r, world_size=2)) for r in range(2)]
+    for k, v in one.items():
+        assert torch.equal(v, torch.cat([h[k] for h in halves]))
+    valid = one["labels"] != -100
+    assert (one["modality"][valid] > 0).all() and (one["modality"][~valid] == 0).all()
+    same_doc = (one["document_ids"][:, 1:] == one["document_ids"][:, :-1]) & (one["document_ids"][:, 1:] >= 0)
+    assert torch.equal(one["labels"][:, :-1][same_doc], one["input_ids"][:, 1:][same_doc])
