@@ -35,6 +35,7 @@ docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -59,6 +60,7 @@ class Case:
     dim: int  # input dimension D
     size: int  # codebook size K (per codebook)
     extra: dict[str, Any] = field(default_factory=dict)
+    memory_target: bool = False  # the issue's "train at N = 65,536 within 8 GiB" applies
 
 
 CASES = [
@@ -66,14 +68,14 @@ CASES = [
     Case("VQ K=1024 D=256", "vq", 256, 1024),
     Case("VQ K=16384 D=8", "vq", 8, 16384),
     Case("VQ K=16384 D=256", "vq", 256, 16384),
-    Case("VQ K=262144 D=8", "vq", 8, 262144),
-    Case("VQ K=262144 D=256", "vq", 256, 262144),
+    Case("VQ K=262144 D=8", "vq", 8, 262144, memory_target=True),
+    Case("VQ K=262144 D=256", "vq", 256, 262144, memory_target=True),
     Case("RVQ 8x1024 D=128", "rvq", 128, 1024, {"levels": 8}),
     Case("FSQ [8,8,8,5,5,5] D=32", "fsq", 32, 64000, {"levels": [8, 8, 8, 5, 5, 5]}),
     Case("LFQ 2^16 D=32", "lfq", 32, 2**16, {"bits": 16}),
-    Case("LFQ 2^18 D=32", "lfq", 32, 2**18, {"bits": 18}),
+    Case("LFQ 2^18 D=32", "lfq", 32, 2**18, {"bits": 18}, memory_target=True),
     Case("BSQ 2^16 D=32", "bsq", 32, 2**16, {"bits": 16}),
-    Case("BSQ 2^18 D=32", "bsq", 32, 2**18, {"bits": 18}),
+    Case("BSQ 2^18 D=32", "bsq", 32, 2**18, {"bits": 18}, memory_target=True),
 ]
 
 
@@ -166,6 +168,14 @@ def _build(case: Case, impl: str, kmeans: bool):  # noqa: ANN202
     return m, call
 
 
+_T0 = time.perf_counter()
+
+
+def _log(msg: str) -> None:
+    """Progress of a child, on stderr (the parent keeps the tail when a case times out)."""
+    print(f"[{time.perf_counter() - _T0:7.1f} s] {msg}", file=sys.stderr, flush=True)
+
+
 def _sync(device: str) -> None:
     import torch
 
@@ -180,46 +190,15 @@ def _is_oom(e: BaseException) -> bool:
     )
 
 
-def _measure_throughput(spec: dict, case: Case, mix: Mixture) -> dict:
+def _throughput(spec: dict, case: Case, mix: Mixture, n: int, impls: list[str]) -> dict[str, dict]:
+    """Both implementations at n vectors in this process, timed calls interleaved (ours, peer, ours,
+    ...) so that both see the same machine load."""
     import torch
 
-    device, n = spec["device"], spec["n"]
-    torch.manual_seed(0)
-    m, call = _build(case, spec["impl"], kmeans=False)
-    m = m.to(device)
+    device = spec["device"]
     x_full = mix.sample(n, seed=1).to(device)
-
-    def eval_call(x) -> None:  # noqa: ANN001
-        m.eval()
-        with torch.no_grad():
-            call(x)
-        _sync(device)
-
-    def train_call(x) -> None:  # noqa: ANN001
-        m.train()
-        xg = x.clone().requires_grad_(True)
-        latents, _, aux = call(xg)
-        loss = torch.nn.functional.mse_loss(latents, xg) + aux
-        loss.backward()
-        m.zero_grad(set_to_none=True)
-        _sync(device)
-
-    # probe at n/16 to estimate the cost of one full call; skip what would take too long
-    probe_n = max(256, n // 16)
-    xp = x_full[:probe_n]
-    eval_call(xp[:256])
-    t0 = time.perf_counter()
-    eval_call(xp)
-    t1 = time.perf_counter()
-    train_call(xp)
-    t2 = time.perf_counter()
-    est = (t2 - t0) * n / probe_n
-    res: dict[str, Any] = {"probe_n": probe_n, "est_call_s": est}
-    if est > spec["max_call_s"]:
-        res["status"] = "skipped"
-        res["reason"] = f"estimated {est:.0f} s for one eval + one train call at n={n} (> {spec['max_call_s']:.0f} s)"
-        res["feasible_n"] = probe_n * spec["max_call_s"] / max(t2 - t0, 1e-9)
-        return res
+    res: dict[str, dict] = {impl: {} for impl in impls}
+    calls: dict[str, dict] = {}
 
     def peak(fn) -> float:  # noqa: ANN001
         """MiB above the baseline during fn()."""
@@ -233,35 +212,108 @@ def _measure_throughput(spec: dict, case: Case, mix: Mixture) -> dict:
         fn()
         return max(_rss_kib("VmHWM") - base, 0) / 1024
 
-    res["eval_peak_mib"] = peak(lambda: eval_call(x_full))
-    res["train_peak_mib"] = peak(lambda: train_call(x_full))
-    for mode, fn in (("eval", eval_call), ("train", train_call)):
-        times: list[float] = []
+    for impl in impls:
+        r = res[impl]
+        try:
+            torch.manual_seed(0)
+            m, call = _build(case, impl, kmeans=False)
+            m = m.to(device)
+
+            def eval_call(x, m=m, call=call) -> None:  # noqa: ANN001
+                m.eval()
+                with torch.no_grad():
+                    call(x)
+                _sync(device)
+
+            def train_call(x, m=m, call=call) -> None:  # noqa: ANN001
+                m.train()
+                xg = x.clone().requires_grad_(True)
+                latents, _, aux = call(xg)
+                loss = torch.nn.functional.mse_loss(latents, xg) + aux
+                loss.backward()
+                m.zero_grad(set_to_none=True)
+                _sync(device)
+
+            # probe at n/8 (after a warm-up call) to estimate one call at n; skip what is too slow
+            probe_n = max(256, n // 8)
+            r["probe_n"] = probe_n
+            _log(f"{impl}: probe at n={probe_n}")
+            xp = x_full[:probe_n]
+            eval_call(xp)
+            t0 = time.perf_counter()
+            eval_call(xp)
+            train_call(xp)
+            dt = time.perf_counter() - t0
+            est = dt * n / probe_n
+            r["est_call_s"] = est
+            if est > spec["max_call_s"]:
+                r["status"] = "skipped"
+                r["reason"] = (f"estimated {est:.0f} s for one eval + one train call at n={n:,} "
+                               f"(> {spec['max_call_s']:.0f} s)")
+                r["feasible_n"] = probe_n * spec["max_call_s"] / max(dt, 1e-9)
+                if impl == "ours" and case.memory_target and n == spec["n"] and est < spec["max_memory_call_s"]:
+                    # a memory target at the full n: one train call, for its peak only
+                    r["train_peak_mib"] = peak(lambda tc=train_call: tc(x_full))
+                    r["memory_only"] = True
+                continue
+            _log(f"{impl}: estimated {est:.1f} s per eval + train call at n={n}")
+            calls[impl] = {"eval": eval_call, "train": train_call}
+        except Exception as e:  # noqa: BLE001 -- recorded, the run goes on
+            r.update(status="oom" if _is_oom(e) else "error", reason=f"{type(e).__name__}: {str(e)[:200]}")
+
+    def fail(impl: str, e: Exception, what: str) -> None:
+        calls.pop(impl, None)
+        res[impl].update(status="oom" if _is_oom(e) else "error",
+                         reason=f"{what} at n={n:,}: {type(e).__name__}: {str(e)[:200]}")
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+    for impl in list(calls):  # first call of each mode: peak memory (also the warm-up at n)
+        _log(f"{impl}: first calls at n={n}")
+        try:
+            res[impl]["eval_peak_mib"] = peak(lambda impl=impl: calls[impl]["eval"](x_full))
+            res[impl]["train_peak_mib"] = peak(lambda impl=impl: calls[impl]["train"](x_full))
+        except Exception as e:  # noqa: BLE001
+            fail(impl, e, "first call")
+    for mode in ("eval", "train"):
+        _log(f"timing {mode} at n={n}")
+        times: dict[str, list[float]] = {impl: [] for impl in calls}
         start = time.perf_counter()
-        while len(times) < spec["repeats"] and (not times or time.perf_counter() - start < spec["time_budget"]):
-            t = time.perf_counter()
-            fn(x_full)
-            times.append(time.perf_counter() - t)
-        res[f"{mode}_times_s"] = times
-        res[f"{mode}_vps"] = n / statistics.median(times)
-    res["status"] = "ok"
+        for rep in range(spec["repeats"]):
+            if rep and time.perf_counter() - start > spec["time_budget"]:
+                break
+            for impl in list(calls):
+                try:
+                    c0 = time.process_time()
+                    t = time.perf_counter()
+                    calls[impl][mode](x_full)
+                    times[impl].append(time.perf_counter() - t)
+                    res[impl].setdefault(f"{mode}_cpu_s", []).append(time.process_time() - c0)
+                except Exception as e:  # noqa: BLE001
+                    fail(impl, e, mode)
+        for impl, ts in times.items():
+            if impl in calls and ts:
+                res[impl][f"{mode}_times_s"] = ts
+                res[impl][f"{mode}_vps"] = n / statistics.median(ts)
+    for impl in calls:
+        res[impl]["status"] = "ok"
     return res
 
 
-def _measure_usage(spec: dict, case: Case, mix: Mixture) -> dict:
+def _usage(spec: dict, case: Case, mix: Mixture, impl: str, steps_fixed: int | None) -> dict:
     import torch
 
     device, batch = spec["device"], spec["usage_batch"]
     torch.manual_seed(0)
-    m, call = _build(case, spec["impl"], kmeans=True)
+    m, call = _build(case, impl, kmeans=True)
     m = m.to(device).train()
     params = [p for p in m.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=1e-3) if params else None
-    fixed = spec.get("usage_steps_fixed")
-    target = fixed if fixed is not None else spec["steps"]
-    budget = spec["usage_budget"] * (3.0 if fixed is not None else 1.0)
+    target = steps_fixed if steps_fixed is not None else spec["steps"]
+    budget = spec["usage_budget"] * (2.5 if steps_fixed is not None else 1.0)
     start = time.perf_counter()
     steps = 0
+    _log(f"{impl}: usage training, up to {target} steps")
     while steps < target:
         x = mix.sample(batch, seed=1000 + steps).to(device)
         latents, _, aux = call(x)
@@ -275,6 +327,7 @@ def _measure_usage(spec: dict, case: Case, mix: Mixture) -> dict:
         if time.perf_counter() - start > budget:
             break
     train_s = time.perf_counter() - start
+    _log(f"{impl}: usage training {steps} steps in {train_s:.1f} s; evaluating")
     m.eval()
     x_eval = mix.sample(spec["usage_eval"], seed=7)
     chunk = int(max(256, min(8192, 2**27 // max(case.size, 1))))
@@ -295,7 +348,6 @@ def _measure_usage(spec: dict, case: Case, mix: Mixture) -> dict:
         "usage_train_s": train_s,
         "usage": sum(usage) / len(usage),
         "perplexity": sum(ppl) / len(ppl),
-        "distinct_codes_max": min(case.size, spec["usage_eval"]),
     }
 
 
@@ -311,21 +363,36 @@ def child_main(spec: dict) -> None:
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     case = Case(**spec["case"])
+    impls = spec["impls"]
     mix = Mixture(case.dim, spec["clusters"], seed=0)
-    out: dict[str, Any] = {}
-    if spec["throughput"]:
+    n = spec["n"]
+    runs = [{"n": n, **_throughput(spec, case, mix, n, impls)}]
+    first = runs[0]
+    if len(impls) > 1 and any(first[i].get("status") != "ok" for i in impls):
+        # one side could not run at n: measure both at the largest common smaller n
+        feas = [float(n)]
+        for i in impls:
+            r = first[i]
+            if r.get("feasible_n"):
+                feas.append(r["feasible_n"])
+            elif r.get("status") in ("oom", "error"):  # the probe at n/8 ran, or it failed too
+                feas.append(r["probe_n"] if "est_call_s" in r else n / 64)
+        n2 = 2 ** int(math.log2(max(min(feas), 1)))
+        if spec["min_n"] <= n2 < n:
+            runs.append({"n": n2, **_throughput(spec, case, mix, n2, impls)})
+    usage: dict[str, dict] = {}
+    steps = None
+    for impl in impls:
         try:
-            out.update(_measure_throughput(spec, case, mix))
-        except Exception as e:  # noqa: BLE001 -- recorded, the run goes on
-            out.update(status="oom" if _is_oom(e) else "error", reason=f"{type(e).__name__}: {str(e)[:200]}")
-        if spec["device"] == "cuda":
-            torch.cuda.empty_cache()
-    if spec["usage"]:
-        try:
-            out.update(_measure_usage(spec, case, mix))
+            usage[impl] = _usage(spec, case, mix, impl, steps)
+            if impl == impls[0]:
+                steps = usage[impl]["usage_steps"]
         except Exception as e:  # noqa: BLE001
-            out.update(usage_status="oom" if _is_oom(e) else "error", usage_reason=f"{type(e).__name__}: {str(e)[:200]}")
-    print("RESULT " + json.dumps(out), flush=True)
+            usage[impl] = {"usage_status": "oom" if _is_oom(e) else "error",
+                           "usage_reason": f"{type(e).__name__}: {str(e)[:200]}"}
+            if impl == impls[0]:
+                break
+    print("RESULT " + json.dumps({"runs": runs, "usage": usage, "usage_steps": steps}), flush=True)
 
 
 # =============================================================================================
@@ -336,14 +403,15 @@ def run_child(spec: dict, timeout: float) -> dict:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"status": "skipped", "reason": f"child timed out after {timeout:.0f} s"}
+    except subprocess.TimeoutExpired as e:
+        err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+        last = err.strip().splitlines()[-1] if err.strip() else "no progress line"
+        return {"error": f"case timed out after {timeout:.0f} s (last step: {last})"}
     for line in p.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
     tail = (p.stderr or p.stdout)[-300:].strip().replace("\n", " | ")
-    status = "oom" if p.returncode in (-9, 137) else "error"
-    return {"status": status, "reason": f"child exited {p.returncode}: {tail}"}
+    return {"error": f"child exited {p.returncode}: {tail}"}
 
 
 def machine_info(device: str) -> dict:
@@ -358,10 +426,8 @@ def machine_info(device: str) -> dict:
     except OSError:
         pass
     mem = None
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) / 2**20
-    except (OSError, AttributeError):
-        pass
     info = {
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -391,14 +457,20 @@ def _ratio(a: dict, b: dict, key: str) -> str:
 
 
 def _mib(r: dict, key: str) -> str:
-    return f"{r[key]:.0f}" if r.get("status") == "ok" and key in r else "-"
+    if key not in r:
+        return "-"
+    return f"{r[key]:.0f}" + (" (1 call)" if r.get("memory_only") else "")
 
 
-def _usage(r: dict) -> str:
+def _fmt_usage(r: dict) -> str:
     if r.get("usage_status") not in ("ok", "partial"):
         return r.get("usage_status", "-")
     s = f"{100 * r['usage']:.1f}% (ppl {r['perplexity']:.0f})"
     return s + (f" [{r['usage_steps']} st]" if r.get("usage_status") == "partial" else "")
+
+
+def _load(v: list[float]) -> str:
+    return "/".join(f"{x:.1f}" for x in v)
 
 
 def render_markdown(report: dict) -> str:
@@ -411,20 +483,25 @@ def render_markdown(report: dict) -> str:
         f"`{report['command']}` on {report['machine']['cpu']} ({report['machine']['cpu_count']} cores"
         + (f", {report['machine'].get('gpu')}" if dev == "cuda" else "")
         + f"), torch {report['machine']['torch']}, {report['date']}. Raw numbers: "
-        f"`benchmarks/results/quantizers_{dev}.json`.",
+        f"`benchmarks/results/quantizers_{dev}.json`. Load average (1/5/15 min) at start "
+        f"{_load(report['machine']['load_avg_at_start'])}, at end {_load(report['load_avg_at_end'])}: the machine was "
+        "shared, so absolute rates are noisy; ours and the peer run in the same process with their timed calls "
+        "interleaved, so the ratios are the robust figure.",
         "",
         "Throughput = vectors per second, median over repeats; eval = forward under no_grad, train = forward + "
         "backward (loss = mse(latents, x) + auxiliary). Peak = "
         + (
             "torch.cuda.max_memory_allocated above the baseline"
             if dev == "cuda"
-            else "rise of the process's peak RSS (VmHWM, reset via /proc/self/clear_refs) above data + module, "
-            "one fresh process per case and implementation"
+            else "rise of the process's peak RSS (VmHWM, reset via /proc/self/clear_refs) above the resident size "
+            "just before the call (data and modules loaded), one fresh process per case"
         )
         + f", MiB, first train call. Usage = fraction of the codebook used on {a['usage_eval']:,} held-out vectors "
         f"(at most {a['usage_eval']:,} distinct codes can appear) after `steps` training steps of "
         f"{a['usage_batch']:,} vectors (target {a['steps']}; the peer runs as many steps as ours did), "
-        f"perplexity in brackets. Data: Gaussian mixture, {a['clusters']:,} clusters. BSQ's peer is "
+        f"perplexity in brackets. Data: Gaussian mixture, {a['clusters']:,} clusters. "
+        + (f"torch threads per process: {a['threads']}. " if a.get("threads") else "")
+        + "BSQ's peer is "
         "`LFQ(spherical=True)`. `oom` = over the "
         + (f"{a['mem_limit_gib']:g} GiB address-space limit" if dev == "cpu" else "GPU memory")
         + "; `skipped` = estimated above "
@@ -443,7 +520,7 @@ def render_markdown(report: dict) -> str:
                 f"| {_fmt_vps(p, 'eval_vps')} | {_ratio(o, p, 'eval_vps')} | {_fmt_vps(o, 'train_vps')} "
                 f"| {_fmt_vps(p, 'train_vps')} | {_ratio(o, p, 'train_vps')} | {_mib(o, 'train_peak_mib')} "
                 f"| {_mib(p, 'train_peak_mib')} | "
-                + (f"{row['usage_steps']} | {_usage(row['usage']['ours'])} | {_usage(row['usage']['peer'])} |"
+                + (f"{row['usage_steps']} | {_fmt_usage(row['usage'].get('ours', {}))} | {_fmt_usage(row['usage'].get('peer', {}))} |"
                    if first and row.get("usage") else "| | |")
             )
     notes = []
@@ -482,9 +559,9 @@ def evaluate_targets(report: dict) -> list[str]:
                 ok = min(re_, rt) >= 1.5 and uo is not None and up is not None and uo >= up - 1e-9
                 out.append(f"{c['name']} (n={run['n']:,}): eval {re_:.2f}x, train {rt:.2f}x the peer, {use} -> "
                            f"{'MET' if ok else 'MISSED'} (target >= 1.5x, usage >= peer)")
-        if (c["kind"] in ("lfq", "bsq") and c["size"] == 2**18) or (c["kind"] == "vq" and c["size"] == 2**18):
+        if c.get("memory_target"):
             o = row["runs"][0]["ours"]
-            if o.get("status") == "ok":
+            if "train_peak_mib" in o:
                 gib = o["train_peak_mib"] / 1024
                 out.append(f"{c['name']} train at n={row['runs'][0]['n']:,}: peak {gib:.2f} GiB -> "
                            f"{'MET' if gib <= 8 and row['runs'][0]['n'] >= 65536 else 'MISSED'} (target <= 8 GiB at n=65,536)")
@@ -512,13 +589,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="max timed repeats per mode (cpu 3, cuda 10)")
     ap.add_argument("--time-budget", type=float, default=None, help="seconds of timed repeats per mode (cpu 6)")
     ap.add_argument("--max-call-s", type=float, default=None, help="skip a call estimated above this (cpu 30)")
+    ap.add_argument("--max-memory-call-s", type=float, default=None,
+                    help="still run one train call at --n for a memory target when estimated below this (cpu 180)")
     ap.add_argument("--steps", type=int, default=None, help="usage training steps (cuda 500, cpu 100)")
     ap.add_argument("--usage-batch", type=int, default=None, help="vectors per usage step (cpu 1024, cuda 8192)")
     ap.add_argument("--usage-eval", type=int, default=16384, help="held-out vectors for the usage figure")
-    ap.add_argument("--usage-budget", type=float, default=None, help="seconds for our usage training (cpu 10)")
+    ap.add_argument("--usage-budget", type=float, default=None,
+                    help="seconds for our usage training (cpu 8); the peer gets 2.5x for the same steps")
     ap.add_argument("--clusters", type=int, default=16384, help="clusters in the Gaussian mixture")
     ap.add_argument("--mem-limit-gib", type=float, default=12.0, help="address-space limit per CPU child")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads in the children (0 = default)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads in the children (cpu default 1: OpenMP threads stall badly on a shared "
+                         "machine; 0 = torch's default)")
     ap.add_argument("--only", nargs="*", help="substrings of case names to run")
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--child-timeout", type=float, default=300.0)
@@ -536,11 +618,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device available")
     args.repeats = args.repeats or (3 if cpu else 10)
+    args.threads = (1 if cpu else 0) if args.threads is None else args.threads
     args.time_budget = args.time_budget or (6.0 if cpu else 30.0)
     args.max_call_s = args.max_call_s or (30.0 if cpu else 60.0)
+    args.max_memory_call_s = args.max_memory_call_s or (180.0 if cpu else 300.0)
     args.steps = args.steps or (100 if cpu else 500)
     args.usage_batch = args.usage_batch or (1024 if cpu else 8192)
-    args.usage_budget = args.usage_budget or (10.0 if cpu else 120.0)
+    args.usage_budget = args.usage_budget or (8.0 if cpu else 120.0)
     if args.n < 1024:
         raise SystemExit(f"--n must be >= 1024, got {args.n}")
     try:
@@ -557,52 +641,31 @@ def main(argv: list[str] | None = None) -> int:
     cases = [c for c in CASES if not args.only or any(s.lower() in c.name.lower() for s in args.only)]
     base = {
         "device": args.device, "repeats": args.repeats, "time_budget": args.time_budget,
-        "max_call_s": args.max_call_s, "steps": args.steps, "usage_batch": args.usage_batch,
+        "max_call_s": args.max_call_s, "max_memory_call_s": args.max_memory_call_s, "steps": args.steps, "usage_batch": args.usage_batch,
         "usage_eval": args.usage_eval, "usage_budget": args.usage_budget, "clusters": args.clusters,
-        "mem_limit_gib": args.mem_limit_gib if cpu else 0, "threads": args.threads,
+        "mem_limit_gib": args.mem_limit_gib if cpu else 0, "threads": args.threads, "n": args.n,
+        "min_n": 1024, "impls": ["ours"] if args.no_peer else ["ours", "peer"],
     }
-    impls = ["ours"] if args.no_peer else ["ours", "peer"]
     t_start = time.time()
     results = []
     bar = tqdm(cases, desc="quantizer cases", unit="case")
     for case in bar:
         bar.set_postfix_str(case.name)
-        spec = dict(base, case=asdict(case), n=args.n, throughput=True, usage=True)
-        ours = run_child(dict(spec, impl="ours"), args.child_timeout)
-        steps = ours.get("usage_steps") if ours.get("usage_status") in ("ok", "partial") else None
-        peer: dict[str, Any] = {"status": "not run"}
-        if "peer" in impls:
-            pspec = dict(spec, impl="peer", usage=steps is not None, usage_steps_fixed=steps)
-            peer = run_child(pspec, args.child_timeout)
-        runs = [{"n": args.n, "ours": _strip_usage(ours), "peer": _strip_usage(peer)}]
-        # if one side could not run at n, measure both at the largest common smaller n
-        if "peer" in impls and (ours.get("status") != "ok" or peer.get("status") != "ok"):
-            feas = [args.n]
-            for r in (ours, peer):
-                if r.get("status") == "skipped" and r.get("feasible_n"):
-                    feas.append(r["feasible_n"])
-                elif r.get("status") in ("oom", "error") and r.get("probe_n"):
-                    feas.append(r["probe_n"])
-                elif r.get("status") == "oom":
-                    feas.append(args.n / 16)
-            n2 = 2 ** int(math.log2(max(min(feas), 1)))
-            if 1024 <= n2 < args.n:
-                small = dict(spec, n=n2, usage=False)
-                runs.append({
-                    "n": n2,
-                    "ours": run_child(dict(small, impl="ours"), args.child_timeout),
-                    "peer": run_child(dict(small, impl="peer"), args.child_timeout),
-                })
-        results.append({
-            "case": asdict(case),
-            "runs": runs,
-            "usage_steps": steps,
-            "usage": {"ours": _only_usage(ours), "peer": _only_usage(peer)},
-        })
-        tqdm.write(f"{case.name}: " + json.dumps(runs[-1], default=str)[:400])
+        t0 = time.time()
+        out = run_child(dict(base, case=asdict(case)), args.child_timeout)
+        if "error" in out:  # the whole case failed: record it
+            out = {"runs": [{"n": args.n, **{i: {"status": "error", "reason": out["error"]} for i in base["impls"]}}],
+                   "usage": {}, "usage_steps": None}
+        for run in out["runs"]:
+            run.setdefault("peer", {"status": "not run"})
+        out["usage"].setdefault("peer", {})
+        results.append({"case": asdict(case), "wall_s": round(time.time() - t0, 1), **out})
+        tqdm.write(f"{case.name} ({time.time() - t0:.0f} s): " + ", ".join(
+            f"n={r['n']} ours {r['ours'].get('status')} peer {r['peer'].get('status')}" for r in out["runs"]))
     report = {
         "benchmark": "quantizers",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_avg_at_end": os.getloadavg(),
         "command": "python benchmarks/quantizers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "wall_s": round(time.time() - t_start, 1),
         "machine": machine_info(args.device),
@@ -621,14 +684,6 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     print(f"\nwrote {out} in {report['wall_s']:.0f} s")
     return 0
-
-
-def _strip_usage(r: dict) -> dict:
-    return {k: v for k, v in r.items() if not k.startswith("usage") and k not in ("perplexity", "distinct_codes_max")}
-
-
-def _only_usage(r: dict) -> dict:
-    return {k: v for k, v in r.items() if k.startswith("usage") or k in ("perplexity", "distinct_codes_max")}
 
 
 if __name__ == "__main__":

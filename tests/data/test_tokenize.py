@@ -10,7 +10,7 @@ from omnitok.cli import main
 from omnitok.data.media import encode_png
 from omnitok.data.shards import write_shard
 from omnitok.data.token_shards import TokenShards
-from omnitok.data.tokenize import build_document, parse_codecs, pick_partner
+from omnitok.data.tokenize import build_document, codec_input_size, parse_codecs, pick_partner
 from omnitok.data.types import Example
 from omnitok.vocab import TASKS, Audio, Image, Text, Vocabulary
 from omnitok.vocab.debug import DebugAudioCodec, DebugImageCodec, debug_text_codec
@@ -117,9 +117,31 @@ def test_documents_and_arguments() -> None:
                                                            {}))[0].segments[0].data)
 
 
+def test_codec_input_size_from_its_preset(tmp_path) -> None:
+    DebugImageCodec().save_pretrained(tmp_path / "img", extra={"preset": {"data": {"size": 48}}})
+    assert codec_input_size(tmp_path / "v", {"image": str(tmp_path / "img")}, "image") == 48
+    assert codec_input_size(tmp_path / "v", {}, "video") is None
+
+
 def test_cli_errors(root, codec_dirs, tmp_path) -> None:
     with pytest.raises(SystemExit, match="supports tasks"):
         _cli(root, codec_dirs, tmp_path / "v", "emoji:caption2video", tmp_path / "x")
     with pytest.raises(ValueError, match="does not exist yet"):
         main(["tokenize", "--vocab", str(tmp_path / "none"), "--data", "digits", "--out", str(tmp_path / "o"),
               "--root", str(root), "--no-progress"])
+
+
+def test_each_rank_tokenises_its_own_part(root, codec_dirs, tmp_path, monkeypatch) -> None:
+    vdir, out = tmp_path / "vocab", tmp_path / "ranks"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        assert _cli(root, codec_dirs, vdir, "digits:image2caption", out) == 0
+        if rank == 0:
+            with pytest.raises(ValueError, match="not finished"):
+                TokenShards(out)  # rank 1 has not written its part yet
+    ts = TokenShards(out)
+    assert len(ts) == 24 and len(ts.parts) == 2 and {p["documents"] for p in ts.parts} == {12}
+    vocab = Vocabulary.load(vdir)
+    captions = sorted(vocab.decode(ts[i], data=True).segments[1].text for i in range(24))
+    assert captions == sorted(f"handwritten digit {WORDS[i % 10]}" for i in range(24))

@@ -95,6 +95,15 @@ def test_emoji_clip_moves_on_white() -> None:
         _check_direction(clip, meta["caption"], meta["velocity"][0], background=255.0)
 
 
+def test_emoji_phrase() -> None:
+    assert video.emoji_phrase("grinning face") == "a grinning face"
+    assert video.emoji_phrase("eagle") == "an eagle"
+    assert video.emoji_phrase("unicorn") == "a unicorn"
+    assert video.emoji_phrase("ATM sign") == "an ATM sign"
+    assert video.emoji_phrase("Japan", "Flags") == "the flag of Japan"
+    assert video.emoji_phrase("chequered flag", "Flags") == "a chequered flag"
+
+
 def test_build_slice_round_trip(tmp_path: Path, npm_dir: Path) -> None:
     options = {"digit_clips": "8", "emoji_clips": "2"}
     card = build_dataset("video", root=tmp_path, size=32, options=options, progress=False, npm_root=npm_dir)

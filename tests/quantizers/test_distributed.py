@@ -1,5 +1,6 @@
-"""Codebooks stay bitwise identical across ranks (2 CPU processes, gloo), with different batch
-sizes per rank (one rank even gets an empty batch), and nothing hangs."""
+"""Codebooks (VQ, low-dim cosine VQ, RVQ with dropout, AQ) stay bitwise identical across ranks
+(2 CPU processes, gloo) after every step, with different batch sizes per rank (one rank even gets
+an empty batch), and nothing hangs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import socket
 import time
 from pathlib import Path
 
-import _dist_worker  # tests/quantizers is on sys.path under pytest's default import mode
+import _vq_dist_worker as _dist_worker  # tests/quantizers is on sys.path under pytest's default import mode
 import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -30,7 +31,10 @@ def _free_port() -> int:
 def test_codebooks_identical_across_ranks(tmp_path: Path) -> None:
     world = 2
     ctx = mp.start_processes(
-        _dist_worker.run, args=(world, _free_port(), str(tmp_path)), nprocs=world, join=False,
+        _dist_worker.run,
+        args=(world, _free_port(), str(tmp_path)),
+        nprocs=world,
+        join=False,
         start_method="spawn",
     )
     deadline = time.monotonic() + TIMEOUT_S

@@ -78,7 +78,7 @@ def test_d18_entropy_runs_without_a_2_pow_d_matrix() -> None:
         out = q(x)
         (out.latents.square().mean() + out.loss).backward()
     # the naive loss needs n * 2^18 = 1.7e10 elements; groups of 6 bits need n * 64
-    assert watch.max_numel <= n * 2**8
+    assert watch.max_numel <= n * 2**6
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert out.metrics["codebook_entropy"] <= d * math.log(2) + 1e-4
 

@@ -36,8 +36,11 @@ def test_nearest_code_matches_naive(block_bytes: int, distance: str) -> None:
         d = _sq_dist(x, c)
         assert torch.allclose(d.gather(1, idx[:, None]), d.gather(1, ref[:, None]), atol=1e-4)
     else:
-        xx, cc = (x, c) if distance == "dot" else (torch.nn.functional.normalize(x, dim=-1),
-                                                    torch.nn.functional.normalize(c, dim=-1))
+        xx, cc = (
+            (x, c)
+            if distance == "dot"
+            else (torch.nn.functional.normalize(x, dim=-1), torch.nn.functional.normalize(c, dim=-1))
+        )
         s = xx.double() @ cc.double().t()
         assert torch.allclose(s.gather(1, idx[:, None]), s.gather(1, ref[:, None]), atol=1e-4)
     assert (idx == ref).float().mean() > 0.99

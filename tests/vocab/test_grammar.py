@@ -7,7 +7,7 @@ import pytest
 import torch
 from vocab_helpers import make_vocab
 
-from omnitok.vocab import Image, Text, VocabularyError
+from omnitok.vocab import GrammarState, Image, Text, VocabularyError
 
 
 def _sample(g, rng: np.random.Generator) -> int:
@@ -24,7 +24,7 @@ def test_random_walks_decode_strictly(config) -> None:
     for _ in range(200):
         g = v.grammar()
         ids: list[int] = []
-        while len(ids) < 300 and g.mode != 2:  # until EOS (mode _DONE) or 300 ids
+        while len(ids) < 300 and not g.finished:  # until EOS or 300 ids
             i = _sample(g, rng)
             mask = g.allowed_mask()
             assert mask[i] and int(mask.sum()) == sum(hi - lo for lo, hi in g.allowed_ranges())
@@ -62,6 +62,8 @@ def test_step_rejects_with_position_and_copy_is_independent() -> None:
     h.step(v.end_id("text"))
     assert h.complete and not g.complete
     assert g.allowed_mask().dtype == torch.bool and g.allowed_mask().shape == (v.size,)
+    both = GrammarState.batch_mask([g, h])
+    assert both.shape == (2, v.size) and torch.equal(both[1], h.allowed_mask())
 
 
 def test_encode_prompt_feeds_the_grammar() -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from omnitok.codecs.base import Codec
 from omnitok.nn.seanet import SEANetDecoder, SEANetEncoder
@@ -89,6 +89,7 @@ class AudioCodec(Codec):
         num_codebooks: int = 8,
         quantizer_dropout: float = 1.0,
         quantizer_kwargs: dict[str, Any] | None = None,
+        latent_norm: bool = True,
     ) -> None:
         super().__init__()
         if sample_rate <= 0:
@@ -108,6 +109,7 @@ class AudioCodec(Codec):
             "num_codebooks": int(num_codebooks),
             "quantizer_dropout": float(quantizer_dropout),
             "quantizer_kwargs": dict(quantizer_kwargs or {}),
+            "latent_norm": bool(latent_norm),
         }
         self.sample_rate = int(sample_rate)
         self.hop = math.prod(int(r) for r in ratios)
@@ -115,6 +117,11 @@ class AudioCodec(Codec):
                                      activation=activation)
         self.decoder = SEANetDecoder(dim, dec_channels, list(reversed(ratios)), n_residual,
                                      bottleneck_residual, activation=activation)
+        # Per-channel standardisation of the latents before the quantizer (BatchNorm without affine):
+        # early in training the encoder output is a large constant offset plus a small, drifting spread,
+        # and the codebooks collapse onto a handful of codes; standardising keeps the spread at ~1.
+        # At inference it is a fixed per-channel affine map, so it stays causal and chunk-exact.
+        self.latent_norm = nn.BatchNorm1d(dim, affine=False, momentum=0.05) if latent_norm else None
         self.quantizer = build_rvq(dim, codebook_size, num_codebooks, quantizer_dropout,
                                    **(quantizer_kwargs or {}))
         #: frames of history that make a chunk's codes exact (see the module docstring)
@@ -189,27 +196,52 @@ class AudioCodec(Codec):
     # ----- encode / decode ---------------------------------------------------------------------------
     def forward(self, x: Tensor) -> AudioCodecOutput:
         """Training pass on a prepared batch (B, 1, T), T a multiple of the hop."""
-        z = self.encoder(x)  # (B, D, F)
+        z = self._normalize(self.encoder(x))  # (B, D, F)
         q: QuantizerOutput = self.quantizer.forward_channel_first(z)  # latents (B, D, F), codes (B, F, n_q)
         y = self.decoder(q.latents)  # (B, 1, F * hop)
         return AudioCodecOutput(y, q.codes, q.loss, q.metrics)
+
+    def _normalize(self, z: Tensor) -> Tensor:
+        """Training-mode latent standardisation (batch statistics); identity without latent_norm."""
+        return self.latent_norm(z) if self.latent_norm is not None else z
 
     @torch.no_grad()
     def encode(self, x: Tensor, n_q: int | None = None, sample_rate: int | None = None) -> Tensor:
         """x (B, 1, T) -> codes (B, ceil(T / hop), n_q) int64. See the module docstring for conversions."""
         n_q = self._check_n_q(n_q)
         x = self.prepare(x, sample_rate)
-        return self._encode_prepared(x)[..., :n_q]
+        return self._encode_prepared(x, n_q)
 
-    def _encode_prepared(self, x: Tensor) -> Tensor:
-        z = self.encoder(x)  # (B, D, F)
+    def _encode_prepared(self, x: Tensor, n_q: int | None = None) -> Tensor:
+        """Prepared (B, 1, F * hop) -> codes (B, F, n_q); the encoder runs in float64 (see encode_latents)."""
+        z = self.encode_latents(x)  # (B, D, F) float32
         was_training = self.quantizer.training
         self.quantizer.eval()  # no dropout, no codebook updates
         try:
-            codes = self.quantizer.forward_channel_first(z).codes  # (B, F, n_q)
+            codes = self.quantizer(z.movedim(1, -1), n_q=n_q).codes  # (B, F, n_q)
         finally:
             self.quantizer.train(was_training)
         return codes
+
+    def encode_latents(self, x: Tensor) -> Tensor:
+        """Prepared (B, 1, F * hop) -> continuous latents (B, D, F), computed in float64, returned as float32.
+
+        Why float64: CPU float32 convolution kernels (oneDNN, BLAS) pick their blocking from the input
+        length and batch size, so the same frame computed inside a long and a short input can differ in
+        the last bit (about 1e-7), which can flip a code at a near tie. Summing in float64 and rounding to
+        float32 makes the frame values independent of the chunking in practice (a difference would need a
+        float64 rounding error to straddle a float32 rounding boundary: about 1e-8 per value). It costs
+        about 2x encoder time; training stays float32.
+        """
+        params = {k: v.double() for k, v in self.encoder.named_parameters()}
+        params.update({k: v.double() for k, v in self.encoder.named_buffers()})
+        z = torch.func.functional_call(self.encoder, params, (x.double(),))  # (B, D, F) float64
+        if self.latent_norm is not None:  # inference: the running statistics, a fixed affine map
+            ln = self.latent_norm
+            mean = ln.running_mean.double()[:, None]  # type: ignore[index]
+            std = (ln.running_var.double() + ln.eps).sqrt()[:, None]  # type: ignore[operator]
+            z = (z - mean) / std
+        return z.float()
 
     @torch.no_grad()
     def encode_chunked(self, x: Tensor, chunk_frames: int, n_q: int | None = None,
@@ -219,15 +251,15 @@ class AudioCodec(Codec):
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
         n_q = self._check_n_q(n_q)
         x = self.prepare(x, sample_rate)
-        return torch.cat(list(self._chunks(x, int(chunk_frames))), dim=1)[..., :n_q]
+        return torch.cat(list(self._chunks(x, int(chunk_frames), n_q)), dim=1)
 
-    def _chunks(self, x: Tensor, chunk_frames: int) -> Iterator[Tensor]:
+    def _chunks(self, x: Tensor, chunk_frames: int, n_q: int) -> Iterator[Tensor]:
         frames = x.shape[-1] // self.hop
         for start in range(0, frames, chunk_frames):
             stop = min(start + chunk_frames, frames)
             ctx = min(self.context_frames, start)
             piece = x[..., (start - ctx) * self.hop : stop * self.hop]
-            yield self._encode_prepared(piece)[:, ctx:]
+            yield self._encode_prepared(piece, n_q)[:, ctx:]
 
     @torch.no_grad()
     def encode_stream(self, chunks: Iterable[Tensor], n_q: int | None = None) -> Iterator[Tensor]:
@@ -252,26 +284,21 @@ class AudioCodec(Codec):
             new = buf[..., :whole]
             ctx = 0 if history is None else history.shape[-1] // self.hop
             full = new if history is None else torch.cat([history, new], dim=-1)
-            yield self._encode_prepared(full)[:, ctx:, :n_q]
+            yield self._encode_prepared(full, n_q)[:, ctx:]
             history = full[..., max(full.shape[-1] - self.context_frames * self.hop, 0):]
         if pending is not None and pending.shape[-1] > 0:
             pad = self.hop - pending.shape[-1]
             new = torch.nn.functional.pad(pending, (0, pad))
             ctx = 0 if history is None else history.shape[-1] // self.hop
             full = new if history is None else torch.cat([history, new], dim=-1)
-            yield self._encode_prepared(full)[:, ctx:, :n_q]
+            yield self._encode_prepared(full, n_q)[:, ctx:]
 
     def codes_to_latents(self, codes: Tensor) -> Tensor:
         """codes (B, F, n) with 1 <= n <= num_codebooks -> latents (B, D, F) (sum of the first n stages)."""
         if not isinstance(codes, Tensor) or codes.dim() != 3:
             raise ValueError(f"AudioCodec: codes must be shaped (B, frames, n_q), got {getattr(codes, 'shape', codes)}")
-        n = codes.shape[-1]
-        self._check_n_q(int(n))
-        if n == self.num_codebooks:
-            lat = self.quantizer.codes_to_latents(codes)  # (B, F, D)
-        else:
-            lat = self.quantizer.codes_to_latents_partial(codes)  # (B, F, D), first n stages
-        return lat.movedim(-1, 1)
+        self._check_n_q(int(codes.shape[-1]))
+        return self.quantizer.codes_to_latents(codes).movedim(-1, 1)  # (B, F, D) -> (B, D, F)
 
     @torch.no_grad()
     def decode(self, codes: Tensor) -> Tensor:

@@ -3,6 +3,9 @@
     omnitok encode photo.png clip.mp4 --codec runs/codec/emoji64-f8/codec [--out DIR_OR_FILE] [--crop] [--trim]
     omnitok decode photo.codes.safetensors --codec runs/codec/emoji64-f8/codec [--out FILE_OR_DIR]
 
+Default outputs sit beside the input: ``photo.codes.safetensors`` and ``photo.decoded.png`` (never the
+original file's name, so decoding cannot overwrite a source).
+
 A code file is a safetensors file with one int64 tensor ``codes`` shaped (*code_grid, num_codebooks)
 (no batch dimension) and string metadata: ``omnitok_format`` ("codes/1"), ``modality``, ``codec_class``,
 ``codec_weights_sha256`` (the hash in the codec's config.json), ``source`` (input file name),
@@ -232,7 +235,7 @@ def run_encode(args: argparse.Namespace) -> int:
 def run_decode(args: argparse.Namespace) -> int:
     codec = _load(args)
     ext = OUTPUT_EXT.get(codec.modality, ".bin")
-    for src, dst in _targets(args.inputs, args.out, lambda p: _strip(p) + ext):
+    for src, dst in _targets(args.inputs, args.out, lambda p: _strip(p) + ".decoded" + ext):
         try:
             decode_file(codec, src, dst, force=args.force)
         except ValueError as e:

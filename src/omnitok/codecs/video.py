@@ -26,6 +26,13 @@ from omnitok.quantizers.base import Quantizer
 __all__ = ["CausalTemporalDown", "CausalTemporalUp", "VideoCodec"]
 
 
+def _frame_norm(norm: nn.GroupNorm, x: Tensor) -> Tensor:
+    """GroupNorm applied to each frame on its own (statistics over time would leak the future)."""
+    b, c, t, h, w = x.shape
+    y = norm(x.transpose(1, 2).reshape(b * t, c, h, w))
+    return y.reshape(b, t, c, h, w).transpose(1, 2)
+
+
 def _causal_pad(x: Tensor, frames: int) -> Tensor:
     """Pad (B, C, T, H, W) in time at the front by replicating frame 0 ``frames`` times."""
     if frames == 0:
@@ -42,7 +49,7 @@ class CausalTemporalDown(nn.Module):
         self.norm = group_norm(channels)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, T, H, W), T even -> (B, C, T/2, H, W)
-        return F.silu(self.norm(self.conv(_causal_pad(x, 1))))
+        return F.silu(_frame_norm(self.norm, self.conv(_causal_pad(x, 1))))
 
 
 class CausalTemporalUp(nn.Module):
@@ -57,7 +64,7 @@ class CausalTemporalUp(nn.Module):
         b, c, t, h, w = x.shape
         y = self.conv(_causal_pad(x, 2)).reshape(b, 2, c, t, h, w)
         y = y.permute(0, 2, 3, 1, 4, 5).reshape(b, c, 2 * t, h, w)  # frame 2t, 2t+1 from step t
-        return F.silu(self.norm(y))
+        return F.silu(_frame_norm(self.norm, y))
 
 
 class VideoCodec(Codec):

@@ -75,7 +75,8 @@ def _file(example: Example, kind: str) -> bytes | None:
     return None
 
 
-def _decode(example: Example, kind: str, image_size: int | None, sample_rate: int | None) -> torch.Tensor:
+def _decode(example: Example, kind: str, image_size: int | None, sample_rate: int | None,
+            video_size: int | None = None) -> torch.Tensor:
     from omnitok.data import media
 
     data = _file(example, kind)
@@ -86,7 +87,7 @@ def _decode(example: Example, kind: str, image_size: int | None, sample_rate: in
     if kind == "audio":
         return media.decode_audio(data, sample_rate, name=example.key)[0]
     if kind == "video":
-        return media.decode_video(data, image_size, name=example.key)
+        return media.decode_video(data, video_size, name=example.key)
     raise ValueError(kind)
 
 
@@ -104,10 +105,10 @@ def _continuation_split(text: str, key: str) -> tuple[str, str]:
 
 
 def build_document(task: str, example: Example, *, partner: Example | None = None, image_size: int | None = None,
-                   sample_rate: int | None = None) -> tuple[Document, int]:
+                   sample_rate: int | None = None, video_size: int | None = None) -> tuple[Document, int]:
     """One example (and its partner for cross-dataset tasks) -> (raw document, number of condition segments)."""
     meta = example.meta
-    dec = lambda ex, kind: _decode(ex, kind, image_size, sample_rate)  # noqa: E731
+    dec = lambda ex, kind: _decode(ex, kind, image_size, sample_rate, video_size)  # noqa: E731
     if task == "text":
         raw = _file(example, "text")
         text = raw.decode("utf-8") if raw is not None else _caption(meta)
@@ -200,6 +201,7 @@ def tokenize_dataset(
     partners: dict[int, list[Example]] | None = None,
     image_size: int | None = None,
     sample_rate: int | None = None,
+    video_size: int | None = None,
     meta: dict[str, Any] | None = None,
     total: int | None = None,
     progress: bool = True,
@@ -230,7 +232,8 @@ def tokenize_dataset(
         for ex in batch:
             try:
                 partner = pick_partner(ex, partners) if partners is not None else None
-                docs.append(build_document(task, ex, partner=partner, image_size=image_size, sample_rate=sample_rate))
+                docs.append(build_document(task, ex, partner=partner, image_size=image_size,
+                                           sample_rate=sample_rate, video_size=video_size))
             except (ValueError, KeyError) as e:
                 n_bad += 1
                 bar.write(f"skipping {ex.key}: {e}")
@@ -267,8 +270,15 @@ def parse_codecs(spec: str | None) -> dict[str, str]:
 
 def load_or_build_vocab(vocab_dir: str | os.PathLike, codecs: dict[str, str], *, audio_pattern: str = "delay",
                         max_height: int = 64, max_width: int = 64, max_frames: int = 64,
-                        accept_hash_mismatch: bool = False) -> Vocabulary:
+                        accept_hash_mismatch: bool = False, rank: int = 0, wait_s: float = 600.0) -> Vocabulary:
     vocab_dir = Path(vocab_dir)
+    if rank > 0 and codecs and not (vocab_dir / "vocab.json").exists():
+        # under torchrun rank 0 builds the vocabulary; the others wait for it
+        deadline = time.monotonic() + wait_s
+        while not (vocab_dir / "vocab.json").exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"rank {rank}: {vocab_dir}/vocab.json did not appear within {wait_s:.0f} s")
+            time.sleep(0.5)
     if (vocab_dir / "vocab.json").exists():
         return Vocabulary.load(vocab_dir, codecs=codecs or None, accept_hash_mismatch=accept_hash_mismatch)
     if not codecs:
@@ -278,6 +288,19 @@ def load_or_build_vocab(vocab_dir: str | os.PathLike, codecs: dict[str, str], *,
     vocab.save(vocab_dir)
     print(f"built {vocab} -> {vocab_dir}")
     return vocab
+
+
+def codec_input_size(vocab_dir: str | os.PathLike, codecs: dict[str, str], modality: str) -> int | None:
+    """The image / frame side a codec was trained on (``preset.data.size`` in its config.json), if recorded."""
+    import json
+
+    folder = Path(codecs[modality]) if modality in codecs else Path(vocab_dir) / "codecs" / modality
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+        size = (cfg.get("preset") or {}).get("data", {}).get("size")
+        return int(size) if size else None
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -291,8 +314,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda:0 ...")
     parser.add_argument("--limit", type=int, default=None, help="tokenise at most this many examples (per rank)")
     parser.add_argument("--shard-tokens", type=int, default=1 << 24, help="ids per token shard")
-    parser.add_argument("--image-size", type=int, default=None, help="resize images / video frames (square)")
-    parser.add_argument("--sample-rate", type=int, default=None, help="resample audio (Hz)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="resize images / video frames (square; default: the size the codec was trained on)")
+    parser.add_argument("--sample-rate", type=int, default=None, help="resample audio (Hz; default: the codec's)")
     parser.add_argument("--audio-pattern", default="delay", choices=["delay", "flatten"], help="when building")
     parser.add_argument("--max-size", type=int, default=64, help="largest code-grid height/width/frames (building)")
     parser.add_argument("--accept-hash-mismatch", action="store_true")
@@ -315,7 +339,10 @@ def run(args: argparse.Namespace) -> int:
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     vocab = load_or_build_vocab(args.vocab, parse_codecs(args.codecs), audio_pattern=args.audio_pattern,
                                 max_height=args.max_size, max_width=args.max_size, max_frames=args.max_size,
-                                accept_hash_mismatch=args.accept_hash_mismatch)
+                                accept_hash_mismatch=args.accept_hash_mismatch, rank=rank)
+    image_size = args.image_size or codec_input_size(args.vocab, parse_codecs(args.codecs), "image")
+    video_size = args.image_size or codec_input_size(args.vocab, parse_codecs(args.codecs), "video")
+    sample_rate = args.sample_rate or getattr(vocab.codecs.get("audio"), "sample_rate", None)
     device = select_device(args.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -339,7 +366,7 @@ def run(args: argparse.Namespace) -> int:
         total = min(total or args.limit, args.limit)
     stats = tokenize_dataset(
         vocab, examples, args.out, task, batch_size=args.batch_size, shard_tokens=args.shard_tokens, rank=rank,
-        world_size=world, partners=partners, image_size=args.image_size, sample_rate=args.sample_rate,
+        world_size=world, partners=partners, image_size=image_size, sample_rate=sample_rate, video_size=video_size,
         meta={"dataset": name, "split": args.split, "vocab_dir": str(Path(args.vocab).resolve())},
         total=total, progress=not args.no_progress, overwrite=args.overwrite,
     )

@@ -27,10 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="output folder (default CKPT/eval-DATA-SPLIT)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples")
     parser.add_argument("--device", default="auto", help="cpu, cuda, or auto")
+    parser.add_argument("--no-fid", dest="fid", action="store_false", help="skip rFID (images only)")
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str, split: str = "test", out: str | Path | None = None,
-                        limit: int | None = None, device: str = "auto") -> dict[str, Any]:
+                        limit: int | None = None, device: str = "auto", fid: bool = True) -> dict[str, Any]:
     from omnitok.codecs.files import register_codecs
 
     register_codecs()
@@ -41,7 +42,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, split: str = "test", 
     out_dir = Path(out) if out else checkpoint / f"eval-{data}-{split}"
     module = importlib.import_module(f"omnitok.eval.{codec.modality}_codec")
     t0 = time.perf_counter()
-    result = module.evaluate(codec, data, split, out_dir, limit)
+    extra = {"fid": False} if codec.modality == "image" and not fid else {}
+    result = module.evaluate(codec, data, split, out_dir, limit, **extra)
     result.update(checkpoint=str(checkpoint), weights_sha256=cfg.get("weights_sha256"),
                   codec_class=cfg["codec_class"], eval_seconds=round(time.perf_counter() - t0, 1))
     if "train" in cfg:
@@ -52,6 +54,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, split: str = "test", 
 
 
 def run(args: argparse.Namespace) -> int:
-    result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out, args.limit, args.device)
+    result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out, args.limit, args.device, args.fid)
     print(json.dumps(result, indent=2))
     return 0

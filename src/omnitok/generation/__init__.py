@@ -1,1 +1,22 @@
-"""omnitok.generation."""
+"""Generation: sampling, classifier-free guidance, grammar constraints, speculative Jacobi decoding."""
+
+from omnitok.generation.cfg import guidance_scales, guide
+from omnitok.generation.constraints import StepTable, step_table
+from omnitok.generation.generate import MODALITY_DEFAULTS, GenerationOutput, generate
+from omnitok.generation.jacobi import decode_jacobi
+from omnitok.generation.sampling import SamplingParams, filter_logits, probabilities, sample
+
+__all__ = [
+    "MODALITY_DEFAULTS",
+    "GenerationOutput",
+    "SamplingParams",
+    "StepTable",
+    "decode_jacobi",
+    "filter_logits",
+    "generate",
+    "guidance_scales",
+    "guide",
+    "probabilities",
+    "sample",
+    "step_table",
+]

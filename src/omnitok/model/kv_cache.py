@@ -44,6 +44,10 @@ class StaticKVCache:
         self.index = torch.zeros(self.batch_size, dtype=torch.long, device=self.device)  # next slot per row
         self.next_position = torch.zeros(self.batch_size, dtype=torch.long, device=self.device)  # per row
         self.slots = torch.arange(self.max_len, device=self.device)  # (T_max,)
+        # fixed addresses, so torch.compile(mode="reduce-overhead") keeps the step in a CUDA graph even though
+        # it mutates these tensors in place (as Hugging Face's StaticCache does)
+        for t in (self.k, self.v, self.valid, self.index, self.next_position, self.slots):
+            torch._dynamo.mark_static_address(t)
 
     # ----- state ------------------------------------------------------------------------------------
     def reset(self) -> None:

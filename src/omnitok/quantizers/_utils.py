@@ -179,12 +179,17 @@ def factorized_bit_entropy(
     for g in sizes:
         pattern[r0 : r0 + g, c0 : c0 + (1 << g)] = index_to_bits(torch.arange(1 << g, device=logits.device), g).T
         r0, c0 = r0 + g, c0 + (1 << g)
-    member = torch.block_diag(*[logits.new_ones(g, 1 << g) for g in sizes])  # (d, S) 1 where bit in group
-    log_p1 = torch.nn.functional.logsigmoid(logits)  # (N, d) log p(bit = 1)
+    # log q(sub-code | x) = sum_bits [b log p1 + (1 - b) log p0] = logits @ pattern + sum_group log p0,
+    # since log p1 - log p0 = logits exactly
+    member = torch.block_diag(*[logits.new_ones(g, 1) for g in sizes])  # (d, G) bit -> its group
+    column_group = torch.repeat_interleave(
+        torch.arange(len(sizes), device=logits.device),
+        torch.tensor([1 << g for g in sizes], device=logits.device),
+    )  # (S,) group of each column
     log_p0 = torch.nn.functional.logsigmoid(-logits)  # (N, d) log p(bit = 0)
     total = logits.new_zeros(pattern.shape[1])
-    for l1, l0 in zip(log_p1.split(chunk), log_p0.split(chunk)):  # (n_c, d) each
-        log_q = l1 @ pattern + l0 @ (member - pattern)  # (n_c, S)
+    for lg, l0 in zip(logits.split(chunk), log_p0.split(chunk)):  # (n_c, d) each
+        log_q = torch.addmm((l0 @ member)[:, column_group], lg, pattern)  # (n_c, S)
         total = total + log_q.exp().sum(0)
     avg = total / n  # (S,) per group: the batch-average distribution over its 2^g sub-codes
     codebook = -(avg * torch.log(avg.clamp_min(1e-12))).sum()  # sum of the group entropies

@@ -132,7 +132,9 @@ class AdditiveVQ(Quantizer):
                 return
             centroids = res[0]
             self.codebooks.data[m] = centroids.to(self.codebooks.dtype)
-            residual = residual - centroids[nearest_code(residual, centroids, "euclidean", self.search_block_bytes)]
+            residual = (
+                residual - centroids[nearest_code(residual, centroids, "euclidean", self.search_block_bytes)]
+            )
         self.initted.fill_(True)
 
     def quantize(self, x: Tensor) -> QuantizerOutput:

@@ -76,7 +76,13 @@ class FSQ(Quantizer):
         basis = torch.cumprod(torch.cat([torch.ones(1, dtype=torch.long), lv[:-1]]), 0)  # mixed radix
         self.register_buffer("_levels", lv, persistent=False)
         self.register_buffer("_basis", basis, persistent=False)
+        centre = (lv.double() - 1) / 2  # (d,) digit of the grid centre
+        self.register_buffer("_centre", centre.float(), persistent=False)
+        self.register_buffer("_half", (centre * (1 + eps)).float(), persistent=False)
+        self.register_buffer("_top", (lv - 1).float(), persistent=False)
         self._size = math.prod(levels)
+        # digits -> index as one float matmul while every index is exact in float32 (prod < 2^24)
+        self._float_index = self._size <= 1 << 24
         self.tracker = UsageTracker(self._size) if self._size <= DENSE_USAGE_LIMIT else None
 
     # ----- interface -------------------------------------------------------------------------
@@ -93,10 +99,11 @@ class FSQ(Quantizer):
         n = z.shape[0]
         z = z.reshape(n, self.groups, self.codebook_dim)  # (N, G, d)
         b = self.bound(z)  # (N, G, d) continuous digit in (-0.5, L - 0.5)
-        top = (self._levels - 1).to(b.dtype)
-        digits = torch.minimum(b.detach().round().clamp_min(0), top)  # (N, G, d) in [0, L-1]
-        scaled = straight_through_exact(self._scale(b), self._scale(digits))  # (N, G, d) in [-1, 1]
-        codes = self.digits_to_index(digits.long())  # (N, G)
+        digits = torch.clamp(b.detach().round(), min=torch.zeros_like(self._top), max=self._top)  # [0, L-1]
+        scaled = self._scale(digits)  # (N, G, d) grid values in [-1, 1]
+        if torch.is_grad_enabled() and b.requires_grad:
+            scaled = straight_through_exact(self._scale(b), scaled)
+        codes = self.digits_to_index(digits)  # (N, G)
         latents = self.project_out(scaled.reshape(n, -1))  # (N, D)
         metrics = codes_usage_metrics(codes, self._size, self.tracker if self.training else None)
         return QuantizerOutput(latents, codes, x.new_zeros(()), metrics)
@@ -109,11 +116,12 @@ class FSQ(Quantizer):
     # ----- the maps (public so they can be tested and reused) ---------------------------------
     def bound(self, z: Tensor) -> Tensor:
         """(..., d) -> (..., d) continuous digit ``tanh(z) * h + (L - 1) / 2`` in (-0.5, L - 0.5)."""
-        centre = (self._levels - 1).to(z.dtype) / 2
-        return torch.tanh(z) * centre * (1 + self.eps) + centre
+        return torch.addcmul(self._centre.to(z.dtype), torch.tanh(z), self._half.to(z.dtype))
 
     def digits_to_index(self, digits: Tensor) -> Tensor:
-        """(..., d) digits in [0, L) -> (...,) mixed-radix index in [0, prod(levels))."""
+        """(..., d) digits in [0, L) (integer or integer-valued float) -> (...,) mixed-radix index."""
+        if digits.is_floating_point() and self._float_index:
+            return (digits.float() @ self._basis.float()).long()  # exact: every partial sum < 2^24
         return (digits.long() * self._basis).sum(-1)
 
     def index_to_digits(self, index: Tensor) -> Tensor:
@@ -134,7 +142,7 @@ class FSQ(Quantizer):
     # ----- internals -------------------------------------------------------------------------
     def _scale(self, digits: Tensor) -> Tensor:
         """digits (continuous or exact) -> values in [-1, 1]: (digit - c) / c with c = (L - 1) / 2."""
-        centre = (self._levels - 1).to(digits.dtype) / 2
+        centre = self._centre.to(digits.dtype)
         return (digits - centre) / centre
 
     def _float_dtype(self) -> torch.dtype:

@@ -144,7 +144,10 @@ class ResidualVQ(Quantizer):
                     rest = rest - q
                     codes.append(idx[:, None])
                     metrics.update(
-                        {f"level{i}/{k}": v for k, v in usage_metrics(code_histogram(idx, self.codebook_size)).items()}
+                        {
+                            f"level{i}/{k}": v
+                            for k, v in usage_metrics(code_histogram(idx, self.codebook_size)).items()
+                        }
                     )
         for key in ("usage", "perplexity", "dead_codes"):
             metrics[key] = torch.stack([metrics[f"level{i}/{key}"] for i in range(n_req)]).mean()

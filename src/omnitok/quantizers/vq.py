@@ -58,9 +58,9 @@ def check_float(name: str, value: object, lo: float, hi: float | None = None, hi
 def apply_estimator(z: Tensor, q: Tensor, estimator: str) -> Tensor:
     """Forward value q with gradients to z (straight-through or rotation trick); q itself when no
     gradient is needed, so eval outputs equal ``codes_to_latents`` bit for bit."""
+    q = q.detach()  # the codebook learns from the losses only, never through the latents
     if not (torch.is_grad_enabled() and z.requires_grad):
         return q
-    q = q.detach()
     return rotation_trick(z, q) if estimator == "rotation" else straight_through(z, q)
 
 
@@ -199,8 +199,9 @@ class VectorQuantizer(Quantizer):
     def search(self, z: Tensor) -> Tensor:
         """(N, C) code-space vectors -> (N,) nearest code indices (blocked search)."""
         cb = self.effective_codebook().detach()
-        return nearest_code(z.detach(), cb, "dot" if self.distance == "cosine" else "euclidean",
-                            self.search_block_bytes)
+        return nearest_code(
+            z.detach(), cb, "dot" if self.distance == "cosine" else "euclidean", self.search_block_bytes
+        )
 
     @torch.no_grad()
     def encode_flat(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -214,8 +215,9 @@ class VectorQuantizer(Quantizer):
     # ----- training-time updates (collectives under torch.distributed) ------------------------
     @torch.no_grad()
     def _kmeans_init(self, z: Tensor) -> None:
-        res = kmeans(z, self.codebook_size, self.kmeans_iters, self.distance == "cosine",
-                     self.search_block_bytes)
+        res = kmeans(
+            z, self.codebook_size, self.kmeans_iters, self.distance == "cosine", self.search_block_bytes
+        )
         if res is None:  # no rank had data: stay uninitialised, try again next batch
             return
         centroids, counts = res

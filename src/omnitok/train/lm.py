@@ -325,6 +325,9 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
     last: dict[str, Any] = {}
     t0, tokens_seen = time.perf_counter(), 0
     model.train()
+    if val_source is not None and step == 0:  # the starting point of the validation curves
+        writer.write({"split": "val", "step": 0, **evaluate(wrapped, val_source, val_start, tc.eval_batches,
+                                                             info.device, tc.precision)})
     while step < tc.max_steps:
         lr = lr_at(step, tc.lr, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
         for group in optimizer.param_groups:

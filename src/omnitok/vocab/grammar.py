@@ -111,6 +111,11 @@ class GrammarState:
         return self.mode in (_START, _TOP, _DONE)
 
     @property
+    def finished(self) -> bool:
+        """True after EOS (only padding may follow): stop sampling."""
+        return self.mode == _DONE
+
+    @property
     def modality(self) -> str:
         """The segment being written ("" at top level)."""
         return self.m if self.mode not in (_START, _TOP, _DONE) else ""
@@ -165,6 +170,11 @@ class GrammarState:
             mask = mask.to(device) if device is not None else mask
             self._t.masks[key] = mask
         return mask
+
+    @staticmethod
+    def batch_mask(states: list[GrammarState], device: torch.device | str | None = None) -> Tensor:
+        """Bool (B, V) allowed-next masks of a batch of states (for ``logits.masked_fill(~mask, -inf)``)."""
+        return torch.stack([g.allowed_mask(device) for g in states])
 
     # ----- transitions ------------------------------------------------------------------------------
     def step(self, i: int) -> GrammarState:

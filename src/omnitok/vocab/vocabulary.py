@@ -101,6 +101,15 @@ def _import_codec_modules() -> None:
             importlib.import_module(mod)
 
 
+def _device_of(module: torch.nn.Module) -> torch.device:
+    """Where a codec's tensors live (parameters or buffers; cpu when it has none)."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
 def codec_weights_hash(codec: Codec) -> str:
     """The codec's recorded ``weights_sha256``, else the sha256 of its state dict as safetensors bytes."""
     h = getattr(codec, "weights_sha256", None)
@@ -448,7 +457,7 @@ class Vocabulary:
                     for s, c in zip(chunk, codes):
                         s.codes = torch.as_tensor(c, dtype=torch.long).reshape(-1)
                     continue
-                dev = next(iter(codec.parameters()), torch.empty(0)).device
+                dev = _device_of(codec)
                 x = torch.stack([s.data for s in chunk]).to(dev)
                 codes = codec.encode(x).cpu()  # (B, *grid, n_q)
                 for s, c in zip(chunk, codes):
@@ -587,7 +596,7 @@ class Vocabulary:
             if isinstance(seg, Text):
                 seg.text = codec.decode([seg.codes])[0]
                 continue
-            dev = next(iter(codec.parameters()), torch.empty(0)).device
+            dev = _device_of(codec)
             seg.data = codec.decode(seg.codes.unsqueeze(0).to(dev))[0].cpu()
         return doc
 

@@ -9,6 +9,7 @@ import os
 import torch
 import torch.distributed as dist
 
+from omnitok.quantizers.aq import AdditiveVQ
 from omnitok.quantizers.rvq import ResidualVQ
 from omnitok.quantizers.vq import VectorQuantizer
 
@@ -29,8 +30,11 @@ def run(rank: int, world: int, port: int, out_dir: str) -> None:
         torch.manual_seed(0)  # same initial modules on every rank
         models = {
             "vq": VectorQuantizer(8, 32, restart_threshold=0.5),
-            "vq_cosine_lowdim": VectorQuantizer(8, 32, codebook_dim=4, distance="cosine", restart_threshold=0.5),
+            "vq_cosine_lowdim": VectorQuantizer(
+                8, 32, codebook_dim=4, distance="cosine", restart_threshold=0.5
+            ),
             "rvq": ResidualVQ(8, 16, 3, quantizer_dropout=0.5, restart_threshold=0.5),
+            "aq": AdditiveVQ(8, 16, 2, beam_width=2),  # k-means init of both codebooks is all-reduced
         }
         torch.manual_seed(100 + rank)  # different data and sampling on each rank
         centers = torch.randn(64, 8) * 3 + 2
@@ -39,7 +43,8 @@ def run(rank: int, world: int, port: int, out_dir: str) -> None:
             x = centers[torch.randint(64, (n,))] + 0.1 * torch.randn(n, 8)
             for name, model in models.items():
                 model(x)
-                log[name].append([_digest(b) for b in model.buffers() if b.is_floating_point()])
+                state = [*model.parameters(), *model.buffers()]
+                log[name].append([_digest(t) for t in state if t.is_floating_point()])
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
             json.dump(log, f)
     finally:

@@ -1,0 +1,255 @@
+"""``omnitok generate``: any modality from a text prompt or a media file, streamed as it is generated.
+
+::
+
+    omnitok generate "a red apple" --to image --ckpt runs/lm --vocab runs/vocab --out apple.png
+    omnitok generate --from apple.png --to text --ckpt runs/lm --vocab runs/vocab
+    omnitok generate --from speech.wav --to text --ckpt runs/lm --vocab runs/vocab
+    omnitok generate "hello there" --to audio --out hello.wav ...
+    omnitok generate "a moving digit four" --to video --out four.mp4 ...
+
+Text is printed as it is generated; an image is previewed row by row (each completed row is decoded and the
+partial image written to ``--preview``, by default the ``--out`` file itself, which the final image replaces).
+
+The vocabulary folder comes from ``--vocab``, else from the checkpoint: a ``vocab.json`` in the model folder,
+a ``vocab/`` folder beside it, or a ``vocab_dir`` entry in its ``config.json``. (The LM trainer does not
+record the vocabulary folder yet; its token shards record the vocabulary *hash*, which is checked here when
+the checkpoint's ``config.json`` carries one.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from omnitok.generation.generate import MODALITY_DEFAULTS, generate
+from omnitok.vocab.document import Audio, Image, Segment, Text, Video
+
+__all__ = ["add_arguments", "find_vocab", "load_media", "run", "save_output"]
+
+MEDIA = {".png": "image", ".jpg": "image", ".jpeg": "image", ".webp": "image", ".wav": "audio", ".flac": "audio",
+         ".ogg": "audio", ".mp4": "video"}
+OUT_SUFFIX = {"image": ".png", "audio": ".wav", "video": ".mp4"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt", nargs="?", default=None, help="text prompt (condition)")
+    parser.add_argument("--from", dest="source", action="append", default=[],
+                        help="a media file used as condition (.png/.jpg, .wav/.flac, .mp4); repeatable")
+    parser.add_argument("--to", dest="produce", required=True, choices=sorted(MODALITY_DEFAULTS),
+                        help="modality to generate")
+    parser.add_argument("--ckpt", required=True, help="model folder, training checkpoint or run folder")
+    parser.add_argument("--vocab", default=None, help="vocabulary folder (default: recorded by the checkpoint)")
+    parser.add_argument("--out", default=None, help="output file (.png / .wav / .mp4; text: .txt, else stdout)")
+    parser.add_argument("--grid", default=None, help="image HxW, video TxHxW, audio T (time steps)")
+    parser.add_argument("--cfg", dest="cfg_scale", type=float, default=None, help="guidance scale (1 = off)")
+    parser.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear"])
+    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--num-samples", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--method", default="cached", choices=["cached", "jacobi", "naive"],
+                        help="decoder: static KV cache, speculative Jacobi (image/video/audio), or the naive loop")
+    parser.add_argument("--preview", default=None, help="image preview file (default: --out), updated per row")
+    parser.add_argument("--no-stream", action="store_true", help="do not print text / preview rows as they come")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+
+
+def find_vocab(ckpt: Path, vocab: str | None) -> Path:
+    """The vocabulary folder for a model folder (see the module docstring)."""
+    if vocab:
+        return Path(vocab)
+    cands = [ckpt, ckpt.parent / "vocab", ckpt.parent.parent / "vocab", ckpt / "vocab"]
+    cfg_path = ckpt / "config.json"
+    if cfg_path.is_file():
+        cfg = json.loads(cfg_path.read_text())
+        rec = cfg.get("vocab_dir") or (cfg.get("train") or {}).get("vocab_dir")
+        if rec:
+            cands.insert(0, Path(rec))
+    for c in cands:
+        if (c / "vocab.json").is_file():
+            return c
+    raise ValueError(f"--vocab: {ckpt} records no vocabulary folder (looked for vocab.json in "
+                     f"{', '.join(str(c) for c in cands)}); pass --vocab DIR")
+
+
+def _resolve_ckpt(ckpt: str) -> Path:
+    from omnitok.train.export_hf import _resolve
+
+    return _resolve(ckpt)
+
+
+def load_media(path: str, vocab) -> Segment:
+    """A media file -> a raw segment the vocabulary's codec encodes (Image / Audio / Video)."""
+    p = Path(path)
+    kind = MEDIA.get(p.suffix.lower())
+    if kind is None:
+        raise ValueError(f"--from {path}: unsupported file type {p.suffix!r}; expected one of {sorted(MEDIA)}")
+    if not p.is_file():
+        raise ValueError(f"--from {path}: no such file")
+    codec = vocab.codecs.get(kind)
+    if codec is None:
+        raise ValueError(f"--from {path}: the vocabulary has no {kind} codec loaded")
+    cfg = getattr(codec, "config", {}) or {}
+    if kind == "image":
+        from omnitok.codecs.image_io import load_image
+
+        return Image(data=load_image(p, int(cfg.get("in_channels", 3))))
+    if kind == "audio":
+        if hasattr(codec, "load_audio"):
+            return Audio(data=codec.load_audio(p)[0])  # (1, T)
+        from omnitok.data.audio_io import read_audio
+
+        x, _ = read_audio(str(p), target_sr=int(getattr(codec, "sample_rate", 16000)), name=str(p))
+        return Audio(data=torch.from_numpy(x)[None])
+    from omnitok.codecs.image_io import load_video
+
+    x, _ = load_video(p, int(cfg.get("in_channels", 3)))  # (C, T, H, W)
+    # the video codec takes (C, T, H, W); the debug codec takes (frames, 3, H, W)
+    return Video(data=x.transpose(0, 1) if type(codec).__name__.startswith("Debug") else x)
+
+
+def save_output(seg: Segment, path: Path, vocab) -> None:
+    """Write a decoded segment: PNG for images, WAV/FLAC for audio, MP4 for video, text as UTF-8."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(seg, Text):
+        path.write_text((seg.text or "") + "\n")
+        return
+    if seg.data is None:
+        raise ValueError(f"cannot write {path}: the {seg.modality} codec is not loaded, only codes were generated")
+    if isinstance(seg, Image):
+        from omnitok.codecs.image_io import save_image
+
+        save_image(seg.data, path)
+    elif isinstance(seg, Audio):
+        from omnitok.data.audio_io import encode_audio
+
+        sr = int(getattr(vocab.codecs["audio"], "sample_rate", 16000))
+        fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
+        path.write_bytes(encode_audio(seg.data.reshape(-1).float().numpy(), sr, format=fmt, name=str(path)))
+    elif isinstance(seg, Video):
+        from omnitok.codecs.image_io import save_video
+
+        x = seg.data
+        if x.shape[0] != 3 or x.shape[1] == 3:  # (frames, 3, H, W) -> (3, frames, H, W)
+            x = x.transpose(0, 1)
+        save_video(x, path)
+
+
+class _Streamer:
+    """on_token callback: prints text as it comes; decodes completed image rows into a preview file."""
+
+    def __init__(self, vocab, produce: str, grid: tuple[int, ...] | None, preview: Path | None) -> None:
+        self.vocab, self.produce, self.grid, self.preview = vocab, produce, grid, preview
+        self.ids: list[int] = []
+        self.printed = ""
+        self.rows_done = 0
+        self.finished = False
+
+    def __call__(self, step: int, ids: torch.Tensor) -> None:
+        i = int(ids[0])
+        if self.finished:
+            return
+        if self.produce == "text":
+            if i == self.vocab.end_id("text"):
+                self.finished = True
+                return
+            self.ids.append(i)
+            codec = self.vocab.codecs.get("text")
+            if codec is None:
+                return
+            off = self.vocab.entries["text"].offset
+            text = codec.decode([torch.tensor(self.ids) - off])[0]
+            if text.startswith(self.printed) and not text.endswith("\ufffd"):
+                sys.stdout.write(text[len(self.printed):])
+                sys.stdout.flush()
+                self.printed = text
+        elif self.produce == "image" and self.preview is not None:
+            self.ids.append(i)
+            if i == self.vocab.specials.eor:
+                self._preview()
+
+    def _preview(self) -> None:
+        codec = self.vocab.codecs.get("image")
+        if codec is None:
+            return
+        e = self.vocab.entries["image"]
+        h, w = self.grid
+        body = [t for t in self.ids if e.offset <= t < e.stop]
+        rows = len(body) // (w * e.num_codebooks)
+        if rows <= self.rows_done:
+            return
+        self.rows_done = rows
+        grid = torch.tensor(body[: rows * w * e.num_codebooks]).reshape(rows, w, e.num_codebooks)
+        grid = grid - (e.offset + e.codebook_size * torch.arange(e.num_codebooks))
+        try:
+            with torch.no_grad():
+                dev = next(iter(codec.parameters()), torch.empty(0)).device
+                img = codec.decode(grid[None].to(dev))[0].cpu()  # (3, rows*f, W)
+        except Exception:  # a codec that cannot decode a partial grid simply gets no preview
+            return
+        from omnitok.codecs.image_io import save_image
+
+        save_image(img, self.preview)
+        print(f"\rpreview: {rows}/{h} rows -> {self.preview}", end="", file=sys.stderr, flush=True)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def run(args: argparse.Namespace) -> int:
+    from omnitok.model.transformer import Transformer
+    from omnitok.vocab.vocabulary import Vocabulary
+
+    device = _device(args.device)
+    ckpt = _resolve_ckpt(args.ckpt)
+    vocab_dir = find_vocab(ckpt, args.vocab)
+    vocab = Vocabulary.load(vocab_dir, map_location=str(device))
+    model = Transformer.from_pretrained(ckpt, map_location=device)
+    if model.config.vocab_size < vocab.size:
+        raise ValueError(f"--vocab {vocab_dir}: {vocab.size} ids, but the model in {ckpt} has only "
+                         f"{model.config.vocab_size}")
+    segments: list[Segment] = [load_media(s, vocab) for s in args.source]
+    if args.prompt:
+        segments.append(Text(text=args.prompt))
+    grid = tuple(int(x) for x in args.grid.lower().split("x")) if args.grid else None
+    produce = args.produce
+    if grid is None and produce != "text":
+        from omnitok.generation.generate import default_grid
+
+        grid = default_grid(vocab, produce, args.max_new_tokens)
+    out = Path(args.out) if args.out else (None if produce == "text" else Path("out" + OUT_SUFFIX[produce]))
+    stream = not args.no_stream and args.num_samples == 1 and args.method != "jacobi"
+    preview = Path(args.preview) if args.preview else out
+    streamer = _Streamer(vocab, produce, grid, preview if produce == "image" else None) if stream else None
+    result = generate(model, vocab, segments, produce, grid=grid, cfg_scale=args.cfg_scale,
+                      cfg_schedule=args.cfg_schedule, temperature=args.temperature, top_k=args.top_k,
+                      top_p=args.top_p, seed=args.seed, max_new_tokens=args.max_new_tokens,
+                      num_samples=args.num_samples, on_token=streamer, method=args.method)
+    if streamer is not None and produce == "text":
+        sys.stdout.write("\n")
+    elif streamer is not None:
+        print(file=sys.stderr)
+    for r, seg in enumerate(result.outputs):
+        if produce == "text" and out is None:
+            if streamer is None:
+                print(seg.text)
+            continue
+        path = out if len(result) == 1 else out.with_name(f"{out.stem}_{r}{out.suffix}")
+        save_output(seg, path, vocab)
+        print(f"wrote {path}", file=sys.stderr)
+    s: dict[str, Any] = result.stats
+    extra = f", {s['accepted_per_step']:.2f} tokens/forward" if "accepted_per_step" in s else ""
+    print(f"{s['tokens']} tokens in {s['seconds']:.2f} s ({s['tokens_per_s']:.1f} tokens/s, "
+          f"{s['forwards']} forwards{extra})", file=sys.stderr)
+    return 0

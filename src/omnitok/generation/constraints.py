@@ -1,0 +1,132 @@
+"""Grammar-constrained decoding as a per-step table on the device: no host work per token.
+
+When the target's layout is known before decoding starts (an image of h x w codes with an EOR after each row,
+a video of t frames, audio of T frames laid out by the codebook pattern) every position's allowed id set is
+known too. :func:`step_table` writes that down once, as the distinct additive masks ``bias`` (M, V) (0 where
+allowed, -inf elsewhere) and the per-step choice ``index`` (S,), so the decode loop adds ``bias[index[s]]`` to
+the logits with a gather and never consults the grammar (which lives in ``omnitok.vocab.grammar``) on the host.
+
+The table is derived from the vocabulary's own encoder: encode a segment of the requested shape with dummy
+codes, then every special id in it is forced, and every codec id allows its whole codebook level. The tests
+replay every table against :class:`~omnitok.vocab.grammar.GrammarState`, so the two cannot drift apart.
+
+Text has no fixed layout: its table allows text ids and END_TEXT at every step except the last, which forces
+END_TEXT (so a sequence cut by ``max_new_tokens`` still decodes); the loop stops early once every row has
+emitted END_TEXT, checked on the host only every few steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from omnitok.vocab.document import Audio, Image, Video
+from omnitok.vocab.vocabulary import Vocabulary
+
+__all__ = ["StepTable", "prompt_head_length", "step_table"]
+
+Ranges = tuple[tuple[int, int], ...]
+
+
+@dataclass
+class StepTable:
+    """Allowed ids per generated position: step s may emit ids where ``bias[index[s]] == 0``.
+
+    ranges: the distinct allowed sets as half-open id ranges (``ranges[index[s]]``), for humans and tests.
+    stop_id: an id after which a row is finished (END_TEXT for text), or None when the length is fixed.
+    """
+
+    bias: Tensor  # (M, V) float32, 0 or -inf
+    index: Tensor  # (S,) long
+    ranges: list[Ranges]
+    stop_id: int | None = None
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.index.shape[0])
+
+    def to(self, device: torch.device | str) -> StepTable:
+        return StepTable(self.bias.to(device), self.index.to(device), self.ranges, self.stop_id)
+
+    def step_bias(self, steps: Tensor | int) -> Tensor:
+        """Bias rows for step(s): int -> (V,); (B,) or (B, L) long -> (B, V) / (B, L, V). Steps past the end
+        reuse the last step's set."""
+        if isinstance(steps, int):
+            return self.bias[self.index[min(steps, self.num_steps - 1)]]
+        return self.bias[self.index[steps.clamp(max=self.num_steps - 1)]]
+
+    def forced(self) -> np.ndarray:
+        """(S,) bool: steps whose set holds exactly one id."""
+        one = np.array([len(r) == 1 and r[0][1] - r[0][0] == 1 for r in self.ranges])
+        return one[self.index.cpu().numpy()]
+
+
+def _merge(ranges: list[tuple[int, int]]) -> Ranges:
+    out: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return tuple((a, b) for a, b in out)
+
+
+def _masks(vocab: Vocabulary, ranges: list[Ranges]) -> Tensor:
+    bias = torch.full((len(ranges), vocab.size), float("-inf"))
+    for m, rs in enumerate(ranges):
+        for lo, hi in rs:
+            bias[m, lo:hi] = 0.0
+    return bias
+
+
+def prompt_head_length(target: str) -> int:
+    """Ids of the target segment that the prompt already holds: BEGIN (+ the size tokens)."""
+    return {"text": 1, "image": 3, "audio": 1, "video": 4}[target]
+
+
+def step_table(vocab: Vocabulary, target: str, grid: Sequence[int] | None = None,
+               max_new_tokens: int | None = None) -> StepTable:
+    """The allowed ids of each generated position after ``vocab.encode_prompt(..., target, grid)``.
+
+    grid: (h, w) for image, (t, h, w) for video, (T,) time steps for audio; text takes ``max_new_tokens``
+    (>= 1) instead. The table covers the target segment up to and including its END token.
+    """
+    if target == "text":
+        if not max_new_tokens or max_new_tokens < 1:
+            raise ValueError(f"text generation needs max_new_tokens >= 1, got {max_new_tokens}")
+        e = vocab._entry("text")
+        end = vocab.end_id("text")
+        ranges: list[Ranges] = [_merge([(e.offset, e.stop), (end, end + 1)]), ((end, end + 1),)]
+        index = torch.zeros(max_new_tokens, dtype=torch.long)
+        index[-1] = 1
+        return StepTable(_masks(vocab, ranges), index, ranges, stop_id=end)
+    e = vocab._entry(target)
+    need = {"image": 2, "video": 3, "audio": 1}[target]
+    if grid is None or len(grid) != need:
+        raise ValueError(f"grid: a {target} target needs {need} sizes "
+                         f"({'(h, w)' if target == 'image' else '(t, h, w)' if target == 'video' else '(T,)'}), "
+                         f"got {grid!r}")
+    shape = tuple(int(g) for g in grid)
+    if min(shape) < 1:
+        raise ValueError(f"grid sizes must be >= 1, got {shape}")
+    zeros = torch.zeros(*shape, e.num_codebooks, dtype=torch.long)
+    seg = {"image": Image, "video": Video, "audio": Audio}[target](codes=zeros)
+    ids = vocab._encode_segment(seg)[prompt_head_length(target):]  # (S,) the generated part, END included
+    level_of = {}
+    for k in range(e.num_codebooks):
+        lo, hi = e.level_range(k)
+        level_of[lo] = (lo, hi)  # dummy code 0 of level k is the level's first id
+    ranges = []
+    lookup: dict[Ranges, int] = {}
+    index = torch.empty(len(ids), dtype=torch.long)
+    for s, i in enumerate(ids.tolist()):
+        r: Ranges = (level_of[i],) if i in level_of else ((i, i + 1),)
+        if r not in lookup:
+            lookup[r] = len(ranges)
+            ranges.append(r)
+        index[s] = lookup[r]
+    return StepTable(_masks(vocab, ranges), index, ranges)

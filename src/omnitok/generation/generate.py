@@ -1,0 +1,363 @@
+"""``generate(model, vocab, prompt, produce=...)``: any modality out, valid by construction.
+
+Pipeline: prompts -> ``vocab.encode_prompt`` (conditional, and ``<|uncond|>`` rows for CFG) -> left padding
+into one batch ``[cond rows; uncond rows]`` -> a static KV cache (prefill, then one-token steps) -> per step:
+guidance, the constraint table, temperature / top-k / top-p, a draw on the device -> ``vocab.decode`` of
+prompt + generated ids -> documents whose last segment is the generated one.
+
+Three decoders share the prompt handling, the constraint table and the sampler:
+
+* ``method="cached"`` (default): prefill + fixed-shape decode steps (a CUDA graph on GPU), no host sync per
+  step unless ``on_token`` asks for the tokens (text stops are checked every ``check_every`` steps);
+* ``method="jacobi"``: speculative Jacobi decoding (:mod:`omnitok.generation.jacobi`), image / video / audio;
+* ``method="naive"``: the reference loop: no cache, the whole sequence through the model every step, the
+  conditional and unconditional branches as separate passes (tests and the benchmark compare against it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from omnitok.generation.cfg import guidance_scales, guide
+from omnitok.generation.constraints import StepTable, step_table
+from omnitok.generation.jacobi import decode_jacobi
+from omnitok.generation.sampling import SamplingParams, sample
+from omnitok.model.kv_cache import StaticKVCache
+from omnitok.model.transformer import Transformer
+from omnitok.vocab.document import Document, Segment, Text, Uncond
+from omnitok.vocab.vocabulary import Vocabulary
+
+__all__ = ["MODALITY_DEFAULTS", "GenerationOutput", "decode_cached", "decode_naive", "default_grid", "generate",
+           "left_pad", "prepare_prompts"]
+
+#: per-modality sampling defaults (Emu3.5 samples text and images differently; MusicGen uses top-k 250, CFG 3)
+MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "text": {"temperature": 0.7, "top_k": 0, "top_p": 0.9, "cfg_scale": 1.0, "max_new_tokens": 256},
+    "image": {"temperature": 1.0, "top_k": 1000, "top_p": 1.0, "cfg_scale": 3.0},
+    "audio": {"temperature": 1.0, "top_k": 250, "top_p": 1.0, "cfg_scale": 3.0},
+    "video": {"temperature": 1.0, "top_k": 1000, "top_p": 1.0, "cfg_scale": 3.0},
+}
+METHODS = ("cached", "jacobi", "naive")
+
+Prompt = str | Segment | Document | Sequence[Segment] | None
+TokenCallback = Callable[[int, Tensor], None]
+
+
+@dataclass
+class GenerationOutput:
+    """One row per (prompt, sample), prompt-major: rows ``i * num_samples .. (i+1) * num_samples - 1`` belong
+    to prompt i.
+
+    documents: prompt + generated segment, decoded (the generated segment is ``documents[r].segments[-1]``,
+    with its raw data filled when the vocabulary has that codec loaded).
+    ids: the generated ids of each row (the target segment after the prompt's head, END included).
+    stats: ``forwards``, ``tokens``, ``seconds``, ``tokens_per_s``, ``accepted_per_step`` (Jacobi).
+    """
+
+    documents: list[Document]
+    ids: list[Tensor]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def outputs(self) -> list[Segment]:
+        """The generated segment of each row."""
+        return [d.segments[-1] for d in self.documents]
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+
+# ----- prompts ------------------------------------------------------------------------------------------
+def _as_segments(p: Prompt) -> list[Segment]:
+    if p is None:
+        return []
+    if isinstance(p, str):
+        return [Text(text=p)] if p else []
+    if isinstance(p, Document):
+        return list(p.segments)
+    if isinstance(p, Segment):
+        return [p]
+    if isinstance(p, list | tuple) and all(isinstance(s, Segment) for s in p):
+        return list(p)
+    raise ValueError(f"prompt: expected a str, a segment (Text/Image/Audio/Video), a Document or a list of "
+                     f"segments, got {type(p).__name__}")
+
+
+def _split_batch(prompt: Any) -> list[Prompt]:
+    """A list whose items are prompts (str / Document / list of segments) is a batch; anything else is one."""
+    if isinstance(prompt, list | tuple) and prompt and not all(isinstance(s, Segment) for s in prompt):
+        return list(prompt)
+    return [prompt]
+
+
+def default_grid(vocab: Vocabulary, produce: str, max_new_tokens: int | None = None) -> tuple[int, ...] | None:
+    """16 x 16 images, 4 x 8 x 8 videos, audio frames from ``max_new_tokens`` (default 400 ids), capped by the
+    vocabulary's size tokens; None for text."""
+    sp = vocab.specials
+    if produce == "image":
+        return (min(16, sp.max_height), min(16, sp.max_width))
+    if produce == "video":
+        return (min(4, sp.max_frames), min(8, sp.max_height), min(8, sp.max_width))
+    if produce == "audio":
+        n_q = vocab._entry("audio").num_codebooks
+        delay = vocab.audio_pattern == "delay" and n_q > 1
+        T = (max_new_tokens or 400) // n_q - (n_q - 1 if delay else 0)
+        return (max(T, 1),)
+    return None
+
+
+def prepare_prompts(vocab: Vocabulary, prompts: Sequence[Prompt], produce: str, grid: Sequence[int] | None,
+                    num_samples: int = 1, cfg: bool = False) -> tuple[list[Tensor], list[Tensor]]:
+    """-> (conditional prompt ids per row, unconditional prompt ids per row or []), rows prompt-major."""
+    segs = [_as_segments(p) for p in prompts]
+    grid = grid if produce in ("image", "video") else None  # audio / text prompts carry no size tokens
+    docs = [Document(s, bos=True, eos=False) for s in segs]
+    raw = [d for d in docs if any(not isinstance(s, Uncond) and s.codes is None for s in d.segments)]
+    if raw:
+        vocab.fill_codes(raw)
+    cond = [vocab.encode_prompt(d, produce, grid) for d in docs]
+    rows = [c for c in cond for _ in range(num_samples)]
+    if not cfg:
+        return rows, []
+    unc = vocab.encode_prompt([], produce, grid, uncond=True)
+    return rows, [unc.clone() for _ in rows]
+
+
+def left_pad(seqs: Sequence[Tensor], pad_id: int) -> tuple[Tensor, Tensor]:
+    """1-D id tensors -> ids (N, P) left-padded with pad_id, mask (N, P) bool (True on real tokens)."""
+    P = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), P), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(seqs), P, dtype=torch.bool)
+    for r, s in enumerate(seqs):
+        ids[r, P - len(s):] = s
+        mask[r, P - len(s):] = True
+    return ids, mask
+
+
+# ----- decoders ----------------------------------------------------------------------------------------
+class _DecodeStep:
+    """``cache.decode_step`` as a captured CUDA graph on GPU (static input / output buffers), eager elsewhere."""
+
+    def __init__(self, cache: StaticKVCache, cuda_graph: bool) -> None:
+        self.cache = cache
+        self.use_graph = cuda_graph and cache.device.type == "cuda"
+        self.graph: Any = None
+
+    def __call__(self, tok: Tensor) -> Tensor:  # tok (N, 1) -> logits (N, 1, V)
+        if not self.use_graph:
+            return self.cache.decode_step(tok)
+        if self.graph is None:
+            self._capture(tok)
+        self.static_in.copy_(tok)
+        self.graph.replay()
+        return self.static_out
+
+    def _capture(self, tok: Tensor) -> None:
+        self.static_in = tok.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):  # warm-up (allocator, kernels) outside the graph, then undo it
+            for _ in range(2):
+                self.cache.decode_step(self.static_in)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.cache.rewind(2)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.static_out = self.cache.decode_step(self.static_in)
+
+
+@torch.no_grad()
+def decode_cached(model: Transformer, ids: Tensor, mask: Tensor, table: StepTable, params: SamplingParams,
+                  scales: Tensor | None = None, generator: torch.Generator | None = None,
+                  on_token: TokenCallback | None = None, check_every: int = 16,
+                  cuda_graph: bool = True) -> tuple[Tensor, dict[str, Any]]:
+    """Static-KV-cache decoding. ids, mask (N, P) left-padded prompts (N = 2B with CFG: cond rows, then
+    uncond rows); scales (S,) or None. Returns (tokens (B, S), stats); tokens after a row's stop id are junk.
+
+    on_token(step, ids (B,) on the CPU) is called after each step (this syncs with the device).
+    """
+    t0 = time.perf_counter()
+    device = ids.device
+    N, P = ids.shape
+    cfg = scales is not None
+    B = N // 2 if cfg else N
+    S = table.num_steps
+    table = table.to(device)
+    index = table.index.tolist()  # host copy: bias rows are picked with Python ints (views, no sync)
+    scale_list = scales.to(device) if cfg else None
+    cache = StaticKVCache(model, N, max_len=P + S)
+    step_fn = _DecodeStep(cache, cuda_graph)
+    logits = cache.prefill(ids, attention_mask=mask)[:, -1]  # (N, V)
+    out = torch.zeros(B, S, dtype=torch.long, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    forwards, steps = 1, S
+    for s in range(S):
+        lg = guide(logits, scale_list[s]) if cfg else logits.float()
+        tok = sample(lg + table.bias[index[s]], params, generator)  # (B,)
+        out[:, s] = tok
+        if on_token is not None:
+            on_token(s, tok.cpu())
+        if table.stop_id is not None:
+            done |= tok == table.stop_id
+            if (s + 1) % check_every == 0 and bool(done.all()):
+                steps = s + 1
+                break
+        if s == S - 1:
+            break
+        logits = step_fn(torch.cat([tok, tok])[:, None] if cfg else tok[:, None])[:, -1]
+        forwards += 1
+    dt = time.perf_counter() - t0
+    return out[:, :steps], {"forwards": forwards, "tokens": B * steps, "seconds": dt}
+
+
+@torch.no_grad()
+def decode_naive(model: Transformer, cond: Sequence[Tensor], uncond: Sequence[Tensor] | None, table: StepTable,
+                 params: SamplingParams, scales: Tensor | None = None, generator: torch.Generator | None = None,
+                 on_token: TokenCallback | None = None) -> tuple[Tensor, dict[str, Any]]:
+    """The reference loop: every step runs the whole (left-padded) sequence through the model, once for the
+    conditional rows and once more for the unconditional rows. Same sampler and constraints as the others."""
+    t0 = time.perf_counter()
+    device = next(model.parameters()).device
+    S = table.num_steps
+    table = table.to(device)
+    branches = [left_pad(cond, 0)] + ([left_pad(uncond, 0)] if scales is not None else [])
+    branches = [(i.to(device), m.to(device)) for i, m in branches]
+    B = len(cond)
+    out = torch.zeros(B, S, dtype=torch.long, device=device)
+    forwards = 0
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    steps = S
+    for s in range(S):
+        last = []
+        for ids, mask in branches:
+            seq = torch.cat([ids, out[:, :s]], 1)
+            m = torch.cat([mask, torch.ones(B, s, dtype=torch.bool, device=device)], 1)
+            pos = (m.long().cumsum(1) - 1).clamp(min=0)
+            doc = torch.where(m, 0, -1)  # left padding is its own document: real tokens never see it
+            logits, _ = model(seq, position_ids=pos, document_ids=doc)
+            last.append(logits[:, -1])
+            forwards += 1
+        lg = guide(torch.cat(last), scales[s].to(device)) if scales is not None else last[0].float()
+        tok = sample(lg + table.step_bias(s), params, generator)
+        out[:, s] = tok
+        if on_token is not None:
+            on_token(s, tok.cpu())
+        if table.stop_id is not None:
+            done |= tok == table.stop_id
+            if bool(done.all()):
+                steps = s + 1
+                break
+    return out[:, :steps], {"forwards": forwards, "tokens": B * steps, "seconds": time.perf_counter() - t0}
+
+
+# ----- the API -------------------------------------------------------------------------------------------
+def generate(
+    model: Transformer,
+    vocab: Vocabulary,
+    prompt: Any,
+    produce: str = "image",
+    *,
+    grid: Sequence[int] | None = None,
+    cfg_scale: float | None = None,
+    cfg_schedule: str = "constant",
+    cfg_interval: Sequence[float] | None = None,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    max_new_tokens: int | None = None,
+    num_samples: int = 1,
+    on_token: TokenCallback | None = None,
+    method: str = "cached",
+    jacobi_window: int = 16,
+    decode_data: bool = True,
+    check_every: int = 16,
+    cuda_graph: bool = True,
+) -> GenerationOutput:
+    """Generate a ``produce`` segment ("text" | "image" | "audio" | "video") after each prompt.
+
+    prompt: a str (a text condition), a segment, a Document, a list of segments (one prompt), or a list of
+    those (a batch; rows are left-padded, each keeps its own positions). None or "" = no condition.
+    grid: (h, w) image, (t, h, w) video, (T,) audio time steps; default :func:`default_grid`.
+    cfg_scale / temperature / top_k / top_p / max_new_tokens: None = the modality's default
+    (:data:`MODALITY_DEFAULTS`). cfg_scale 1 turns guidance off (no unconditional rows).
+    seed: seeds the device generator (same seed, same device and batch -> same tokens).
+    on_token(step, ids (rows,)): streaming callback after each step (cached / naive only).
+    method: "cached" | "jacobi" | "naive" (see the module docstring).
+    """
+    if produce not in MODALITY_DEFAULTS:
+        raise ValueError(f"produce: expected one of {sorted(MODALITY_DEFAULTS)}, got {produce!r}")
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if method == "jacobi" and on_token is not None:
+        raise ValueError("on_token streaming is not available with method='jacobi'")
+    d = MODALITY_DEFAULTS[produce]
+    params = SamplingParams(
+        temperature=d["temperature"] if temperature is None else float(temperature),
+        top_k=d["top_k"] if top_k is None else int(top_k),
+        top_p=d["top_p"] if top_p is None else float(top_p),
+    )
+    scale = d["cfg_scale"] if cfg_scale is None else float(cfg_scale)
+    cfg = scale != 1.0 or cfg_schedule != "constant"
+    max_new = max_new_tokens if max_new_tokens is not None else d.get("max_new_tokens")
+    if produce != "text":
+        grid = tuple(grid) if grid is not None else default_grid(vocab, produce, max_new)
+    elif grid is not None:
+        raise ValueError("grid: text takes no grid; use max_new_tokens")
+    table = step_table(vocab, produce, grid, max_new)
+    S = table.num_steps
+    if produce != "text" and max_new_tokens is not None and max_new_tokens < S:
+        raise ValueError(f"max_new_tokens={max_new_tokens} is too small for a {produce} of grid {grid} "
+                         f"({S} ids); raise it or shrink the grid")
+    scales = guidance_scales(scale, S, cfg_schedule, cfg_interval) if cfg else None
+    device = next(model.parameters()).device
+    prompts = _split_batch(prompt)
+    cond, uncond = prepare_prompts(vocab, prompts, produce, grid, num_samples, cfg)
+    need = max(len(c) for c in cond + uncond) + S + (jacobi_window + 2 if method == "jacobi" else 0)
+    if method == "naive" and need > model.config.max_seq_len:
+        raise ValueError(f"prompt + {S} new ids = {need} exceeds the model's max_seq_len {model.config.max_seq_len}")
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(seed) if seed is not None else int.from_bytes(os.urandom(7), 'little'))
+    was_training = model.training
+    model.eval()
+    try:
+        if method == "naive":
+            tokens, stats = decode_naive(model, cond, uncond if cfg else None, table, params, scales, generator,
+                                         on_token)
+        else:
+            ids, mask = left_pad(cond + uncond, vocab.pad_id)
+            ids, mask = ids.to(device), mask.to(device)
+            if method == "jacobi":
+                tokens, stats = decode_jacobi(model, ids, mask, table, params, scales, generator, jacobi_window)
+            else:
+                tokens, stats = decode_cached(model, ids, mask, table, params, scales, generator, on_token,
+                                              check_every, cuda_graph)
+    finally:
+        model.train(was_training)
+    stats["tokens_per_s"] = stats["tokens"] / max(stats["seconds"], 1e-9)
+    return _finish(vocab, produce, cond, tokens.cpu(), table, stats, decode_data)
+
+
+def _finish(vocab: Vocabulary, produce: str, cond: Sequence[Tensor], tokens: Tensor, table: StepTable,
+            stats: dict[str, Any], decode_data: bool) -> GenerationOutput:
+    docs, gen = [], []
+    for r in range(tokens.shape[0]):
+        row = tokens[r]
+        if table.stop_id is not None:
+            hit = (row == table.stop_id).nonzero()
+            row = row[: int(hit[0]) + 1] if len(hit) else torch.cat([row, torch.tensor([table.stop_id])])
+        doc = vocab.decode(torch.cat([cond[r], row]))
+        if decode_data and produce in vocab.codecs:
+            vocab.decode_data(Document([doc.segments[-1]]))
+        docs.append(doc)
+        gen.append(row)
+    return GenerationOutput(docs, gen, stats)

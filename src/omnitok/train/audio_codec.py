@@ -1,0 +1,246 @@
+"""Train an :class:`~omnitok.codecs.audio.AudioCodec` from a ``type: audio`` preset.
+
+Called by ``omnitok train codec --preset speech16k`` (:mod:`omnitok.train.codec`). Preset keys::
+
+    data:      {name: speech | synthetic | /folder/of/wav-or-flac, split: train, limit: N,
+                segment_seconds: 0.64}
+    model:     AudioCodec arguments (sample_rate, ratios, dim, enc_channels, dec_channels, ...)
+    quantizer: {num_codebooks, codebook_size, quantizer_dropout, **ResidualVQ / VectorQuantizer kwargs}
+    loss:      {l1, stft, mel, vq, adversarial, feature, adversarial_start, fft_sizes, mel_windows}
+    train:     {steps, batch_size, lr, warmup, betas, grad_clip, log_every, save_every, threads, seed}
+
+Training is on random fixed-length segments of the clips held in memory (a clip shorter than a segment is
+zero-padded). The loss is ``l1 * |x - x'| + stft * MR-STFT + mel * multi-scale mel + vq * RVQ loss``, plus,
+from step ``adversarial_start`` when ``adversarial > 0``, a multi-scale STFT discriminator (hinge) with
+feature matching. Output: ``out_dir/checkpoints/step_N`` (resumable) and ``out_dir/codec`` (the codec folder,
+``config.json`` + ``model.safetensors``, with the preset and final training metrics in its config).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from omnitok.codecs.audio import AudioCodec
+from omnitok.codecs.losses.spectral import ReconstructionLoss
+
+__all__ = ["build_audio_codec", "load_clips", "synthetic_clips", "train"]
+
+
+def build_audio_codec(cfg: dict[str, Any]) -> AudioCodec:
+    """Preset -> AudioCodec (the only place that reads the ``model`` and ``quantizer`` sections)."""
+    model = dict(cfg.get("model") or {})
+    q = dict(cfg.get("quantizer") or {})
+    q.pop("name", None)
+    for key in ("num_codebooks", "codebook_size", "quantizer_dropout"):
+        if key in q:
+            model[key] = q.pop(key)
+    return AudioCodec(**model, quantizer_kwargs=q)
+
+
+def synthetic_clips(n: int, sample_rate: int, seconds: float = 1.0, seed: int = 0) -> list[np.ndarray]:
+    """Speech-like test signals: harmonic tones with a moving pitch and formant-ish envelope, plus noise bursts."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    clips = []
+    for _ in range(n):
+        f0 = rng.uniform(90, 250) * (1 + 0.2 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t))
+        phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+        x = sum(np.sin(k * phase) / k * rng.uniform(0.2, 1) for k in range(1, 8))
+        env = np.clip(np.sin(2 * np.pi * rng.uniform(1, 4) * t + rng.uniform(0, 6)), 0, None)
+        noise = rng.normal(0, 0.05, t.shape) * (rng.uniform(size=t.shape) < 0.3)
+        y = (x * env + noise).astype(np.float32)
+        clips.append(0.8 * y / max(np.abs(y).max(), 1e-3))
+    return clips
+
+
+def load_clips(name: str, split: str, sample_rate: int, limit: int | None = None) -> list[np.ndarray]:
+    """Mono float32 clips at ``sample_rate``: a built dataset (``ShardDataset``), a folder of WAV/FLAC, or synthetic."""
+    if name == "synthetic":
+        return synthetic_clips(limit or 32, sample_rate, seed=0 if split == "train" else 1)
+    folder = Path(name).expanduser()
+    if folder.is_dir() and not any(folder.glob("*.tar")):
+        from omnitok.data.audio_io import read_audio
+
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".wav", ".flac"))
+        if not files:
+            raise ValueError(f"data folder {folder} holds no .wav / .flac files")
+        return [read_audio(p, target_sr=sample_rate)[0] for p in files[:limit]]
+    from omnitok.data.dataset import ShardDataset
+
+    clips = []
+    for item in ShardDataset(name, split, sample_rate=sample_rate):
+        clips.append(item["audio"].reshape(-1).numpy())
+        if limit and len(clips) >= limit:
+            break
+    if not clips:
+        raise ValueError(f"dataset {name!r} split {split!r} holds no audio")
+    return clips
+
+
+class SegmentSampler:
+    """Random fixed-length segments from in-memory clips; its state is the numpy generator state."""
+
+    def __init__(self, clips: list[np.ndarray], segment: int, seed: int) -> None:
+        self.clips, self.segment = clips, segment
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, batch_size: int) -> torch.Tensor:
+        out = np.zeros((batch_size, 1, self.segment), dtype=np.float32)
+        for b in range(batch_size):
+            clip = self.clips[int(self.rng.integers(len(self.clips)))]
+            if len(clip) > self.segment:
+                start = int(self.rng.integers(len(clip) - self.segment + 1))
+                out[b, 0] = clip[start : start + self.segment]
+            else:
+                out[b, 0, : len(clip)] = clip
+        return torch.from_numpy(out)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+def _lr(step: int, base: float, warmup: int, steps: int) -> float:
+    """Linear warm-up then cosine to 10% of ``base``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    frac = min((step - warmup) / max(steps - warmup, 1), 1.0)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
+    """Train from a preset dict; return the codec folder ``out_dir/codec``."""
+    from omnitok.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+
+    out_dir = Path(out_dir)
+    tcfg = dict(cfg.get("train") or {})
+    dcfg = dict(cfg.get("data") or {})
+    lcfg = dict(cfg.get("loss") or {})
+    seed = int(cfg.get("seed", 0))
+    if tcfg.get("threads"):
+        torch.set_num_threads(int(tcfg["threads"]))
+    torch.manual_seed(seed)
+    random.seed(seed)
+
+    codec = build_audio_codec(cfg)
+    sr = codec.sample_rate
+    seg = max(round(float(dcfg.get("segment_seconds", 0.64)) * sr / codec.hop), 1) * codec.hop
+    clips = load_clips(str(dcfg.get("name", "speech")), str(dcfg.get("split", "train")), sr, dcfg.get("limit"))
+    sampler = SegmentSampler(clips, seg, seed)
+    recon = ReconstructionLoss(sr, l1_weight=float(lcfg.get("l1", 0.1)), stft_weight=float(lcfg.get("stft", 1.0)),
+                               mel_weight=float(lcfg.get("mel", 1.0)),
+                               fft_sizes=lcfg.get("fft_sizes", (2048, 1024, 512, 256, 128)),
+                               mel_windows=lcfg.get("mel_windows", (64, 128, 256, 512, 1024, 2048)))
+    vq_weight = float(lcfg.get("vq", 1.0))
+    adv_weight, feat_weight = float(lcfg.get("adversarial", 0.0)), float(lcfg.get("feature", 0.0))
+    adv_start = int(lcfg.get("adversarial_start", 0))
+    disc = None
+    if adv_weight > 0 or feat_weight > 0:
+        from omnitok.codecs.losses.stft_discriminator import MultiScaleSTFTDiscriminator
+
+        disc = MultiScaleSTFTDiscriminator(lcfg.get("disc_fft_sizes", (1024, 512, 256)),
+                                           int(lcfg.get("disc_channels", 16)))
+
+    steps, bs = int(tcfg.get("steps", 1000)), int(tcfg.get("batch_size", 8))
+    lr, warmup = float(tcfg.get("lr", 1e-3)), int(tcfg.get("warmup", 50))
+    betas = tuple(tcfg.get("betas", (0.8, 0.99)))
+    clip_norm = float(tcfg.get("grad_clip", 1.0))
+    opt = torch.optim.AdamW(codec.parameters(), lr=lr, betas=betas, weight_decay=0.0)
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=lr, betas=betas) if disc is not None else None
+    start = 0
+    ckpt = latest_checkpoint(out_dir) if resume else None
+    if ckpt is not None:
+        state = load_checkpoint(ckpt)
+        own = codec.state_dict()
+        codec.load_state_dict({k: v for k, v in state["model"].items() if k in own})
+        if disc is not None:
+            disc.load_state_dict({k[5:]: v for k, v in state["model"].items() if k.startswith("disc.")})
+        opt.load_state_dict(state["optimizer"])
+        sampler.load_state_dict(state["loader"]["sampler"])
+        set_rng_state(*state["rng"])
+        start = state["step"]  # the discriminator's optimizer moments restart (cheap to rebuild)
+        print(f"resumed from {ckpt} at step {start}")
+
+    save_every = int(tcfg.get("save_every", 0))
+    log_every = max(int(tcfg.get("log_every", 50)), 1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "metrics.jsonl"
+    print(f"AudioCodec: {sum(p.numel() for p in codec.parameters()) / 1e6:.2f}M params, hop {codec.hop}, "
+          f"{codec.frame_rate:g} frames/s, {codec.num_codebooks} x {codec.codebook_size} codes "
+          f"-> {codec.bitrate() / 1000:g} kbps at {codec.num_codebooks} codebooks "
+          f"({codec.bitrate(1) / 1000:g} kbps per codebook); {len(clips)} clips, segments of {seg} samples")
+    codec.train()
+    t0, last = time.perf_counter(), {}
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc="audio codec",
+               disable=not tcfg.get("progress", True))
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, lr, warmup, steps)
+        x = sampler.batch(bs)  # (B, 1, seg)
+        out = codec(x)
+        loss, parts = recon(out.audio, x)
+        loss = loss + vq_weight * out.vq_loss
+        use_adv = disc is not None and step >= adv_start
+        if use_adv:
+            assert disc is not None and opt_d is not None
+            real, fake = disc(x), disc(out.audio)
+            g_adv = _gen_terms(fake, real, adv_weight, feat_weight)
+            loss = loss + g_adv
+            parts["adv_g"] = g_adv.detach()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(codec.parameters(), clip_norm)
+        opt.step()
+        if use_adv:
+            from omnitok.codecs.losses.stft_discriminator import discriminator_loss
+
+            assert disc is not None and opt_d is not None
+            d_loss = discriminator_loss(disc(x), disc(out.audio.detach()))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            parts["adv_d"] = d_loss.detach()
+        if step % log_every == 0 or step == steps - 1:
+            last = {"step": step, "loss": float(loss.detach()), "vq": float(out.vq_loss.detach()), "grad_norm": float(gnorm),
+                    "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 1),
+                    **{k: float(v) for k, v in parts.items()},
+                    **{k: float(v) for k, v in out.metrics.items() if "/" not in k}}
+            with log_path.open("a") as f:
+                f.write(json.dumps(last) + "\n")
+            bar.set_postfix(loss=f"{last['loss']:.3f}", mel=f"{last['mel']:.3f}", usage=f"{last.get('usage', 0):.2f}")
+        if save_every and (step + 1) % save_every == 0 and step + 1 < steps:
+            _save(out_dir, step + 1, codec, disc, opt, sampler, cfg, save_checkpoint)
+    bar.close()
+    _save(out_dir, steps, codec, disc, opt, sampler, cfg, save_checkpoint)
+    final = out_dir / "codec"
+    codec.eval()
+    codec.save_pretrained(final, extra={"preset": cfg, "train": {
+        "steps": steps, "final": last, "train_seconds": round(time.perf_counter() - t0, 1),
+        "bitrate_bps": {str(n): codec.bitrate(n) for n in range(1, codec.num_codebooks + 1)}}})
+    return final
+
+
+def _gen_terms(fake: list, real: list, adv_weight: float, feat_weight: float) -> torch.Tensor:
+    from omnitok.codecs.losses.stft_discriminator import feature_matching_loss, generator_loss
+
+    return adv_weight * generator_loss(fake) + feat_weight * feature_matching_loss(real, fake)
+
+
+def _save(out_dir: Path, step: int, codec: AudioCodec, disc: torch.nn.Module | None, opt: torch.optim.Optimizer,
+          sampler: SegmentSampler, cfg: dict[str, Any], save_checkpoint: Any) -> None:
+    state = dict(codec.state_dict())
+    if disc is not None:
+        state.update({f"disc.{k}": v for k, v in disc.state_dict().items()})
+    save_checkpoint(out_dir, step, codec, opt, cfg, {"sampler": sampler.state_dict()},
+                    extra={"model_class": "AudioCodec"}, model_state=state)

@@ -1,0 +1,71 @@
+"""``omnitok generate``: text streamed to stdout, image with a row-by-row preview, audio, video, --from media."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from gen_helpers import make_model, make_vocab
+
+from omnitok.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gen")
+    vocab = make_vocab()
+    vocab.save(root / "vocab")
+    make_model(vocab, seed=1).save_pretrained(root / "lm")
+    return root
+
+
+def test_cli_text_streams(run_dir, capsys):
+    assert main(["generate", "zero one", "--to", "text", "--ckpt", str(run_dir / "lm"), "--vocab",
+                 str(run_dir / "vocab"), "--max-new-tokens", "8", "--seed", "0"]) == 0
+    out = capsys.readouterr()
+    assert "tokens in" in out.err
+
+
+def test_cli_image_preview_and_vocab_lookup(run_dir, capsys):
+    out = run_dir / "apple.png"
+    # no --vocab: found beside the model folder (run_dir/vocab)
+    assert main(["generate", "a red apple", "--to", "image", "--ckpt", str(run_dir / "lm"), "--out", str(out),
+                 "--grid", "3x4", "--seed", "1", "--cfg", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "preview: 3/3 rows" in err and out.is_file()
+    from PIL import Image
+
+    assert Image.open(out).size == (16, 12)
+
+
+def test_cli_from_image_to_text_and_audio(run_dir, capsys):
+    pytest.importorskip("soundfile")
+    img = run_dir / "apple.png"
+    if not img.exists():
+        from omnitok.codecs.image_io import save_image
+
+        save_image(torch.rand(3, 12, 16) * 2 - 1, img)
+    assert main(["generate", "--from", str(img), "--to", "text", "--ckpt", str(run_dir / "lm"),
+                 "--max-new-tokens", "6", "--out", str(run_dir / "caption.txt")]) == 0
+    assert (run_dir / "caption.txt").is_file()
+    wav = run_dir / "speech.wav"
+    assert main(["generate", "say zero", "--to", "audio", "--ckpt", str(run_dir / "lm"), "--grid", "4",
+                 "--out", str(wav), "--method", "jacobi"]) == 0
+    assert wav.stat().st_size > 44
+    assert main(["generate", "--from", str(wav), "--to", "text", "--ckpt", str(run_dir / "lm"),
+                 "--max-new-tokens", "4", "--no-stream"]) == 0
+    capsys.readouterr()
+
+
+def test_cli_video(run_dir):
+    pytest.importorskip("av")
+    mp4 = run_dir / "four.mp4"
+    assert main(["generate", "a moving digit four", "--to", "video", "--ckpt", str(run_dir / "lm"),
+                 "--grid", "2x2x2", "--out", str(mp4)]) == 0
+    assert mp4.stat().st_size > 0
+
+
+def test_cli_missing_vocab(tmp_path):
+    vocab = make_vocab()
+    make_model(vocab).save_pretrained(tmp_path / "lm")
+    with pytest.raises(ValueError, match="--vocab"):
+        main(["generate", "x", "--to", "text", "--ckpt", str(tmp_path / "lm")])
