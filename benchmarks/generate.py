@@ -156,9 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=16, help="Jacobi window")
     ap.add_argument("--skip", default="", help="comma-separated decoders to skip (naive,hf,ours,ours_jacobi)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU intra-op threads (1: on a shared 2-core machine 2 threads were ~30x slower per step)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
+    if device.type == "cpu" and args.threads > 0:
+        torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
     vocab = bench_vocab(args.text_size, args.image_size)
     preset = apply_overrides(load_preset(args.preset), list(args.override))

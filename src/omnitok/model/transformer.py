@@ -111,7 +111,7 @@ class Transformer(nn.Module):
     def forward(self, idx: Tensor, targets: Tensor | None = None, position_ids: Tensor | None = None,
                 document_ids: Tensor | None = None, attention_mask: Tensor | None = None,
                 kv_cache: Any = None) -> tuple[Tensor, Tensor | None]:
-        """idx (B, T) long -> logits (B, T, V) (float32 when targets given), loss or None.
+        """idx (B, T) long -> logits (B, T, V) (autocast dtype, else the weights' dtype), loss or None.
 
         targets (B, T): next-token ids aligned with idx (already shifted), -100 = no loss.
         position_ids (B, T), or (A, B, T) with ``rope_axes = A``; default 0..T-1.
