@@ -12,7 +12,8 @@ Same random weights for every decoder, in one process (weights do not change spe
 3. ``ours``: ``omnitok.generate`` (static KV cache, batched CFG, device-side constraints and sampling);
 4. ``ours_jacobi``: the same with speculative Jacobi decoding.
 
-Sampling: temperature 1, top-k 1000, CFG scale 3 (the image defaults). The vocabulary has a realistic size
+HF and ours alternate ``--repeats`` times (medians reported; all times are in the JSON); the Jacobi and naive
+runs are timed once. Sampling: temperature 1, top-k 1000, CFG scale 3 (the image defaults). The vocabulary has a realistic size
 (text 8192 + image 16384 ids + specials) but no codecs: we time the ids, not the pixel decoder. The naive loop
 is slow on a CPU; ``--naive-steps N`` times its first N steps of the same image and reports that time, and the
 per-image figure scaled by the sequence lengths (marked ``estimated``). Writes
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -36,7 +38,7 @@ from omnitok.generation import generate
 from omnitok.generation.cfg import guide
 from omnitok.generation.constraints import step_table
 from omnitok.generation.generate import decode_naive, left_pad, prepare_prompts
-from omnitok.generation.sampling import SamplingParams, sample
+from omnitok.generation.sampling import SamplingParams
 from omnitok.model.config import ModelConfig, apply_overrides, load_preset
 from omnitok.model.transformer import Transformer
 from omnitok.train.export_hf import export_hf
@@ -61,7 +63,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run_ours(model, vocab, prompts, method: str, seed: int, device, window: int = 16) -> dict[str, Any]:
+def run_ours(model, vocab, prompts, method: str, seed: int, device, window: int | None = None) -> dict[str, Any]:
     sync(device)
     t0 = time.perf_counter()
     out = generate(model, vocab, prompts, "image", grid=GRID, cfg_scale=CFG, temperature=TEMP, top_k=TOP_K,
@@ -153,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--naive-max-batch", type=int, default=1)
     ap.add_argument("--text-size", type=int, default=8192)
     ap.add_argument("--image-size", type=int, default=16384)
-    ap.add_argument("--window", type=int, default=16, help="Jacobi window")
+    ap.add_argument("--window", type=int, default=None, help="Jacobi window (default: 16 on GPU, 3 on CPU)")
     ap.add_argument("--skip", default="", help="comma-separated decoders to skip (naive,hf,ours,ours_jacobi)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--repeats", type=int, default=3, help="alternating runs of HF and ours (median reported)")
     ap.add_argument("--threads", type=int, default=1,
                     help="CPU intra-op threads (1: on a shared 2-core machine 2 threads were ~30x slower per step)")
     ap.add_argument("--out", default=None)
@@ -187,14 +190,20 @@ def main(argv: list[str] | None = None) -> int:
     for B in [int(b) for b in args.batches.split(",")]:
         prompts = [[Text(codes=prompt_ids.roll(i))] for i in range(B)]
         runs: dict[str, dict[str, Any]] = {}
-        if "naive" not in skip and args.naive_steps > 0 and B <= args.naive_max_batch:
+        if "naive" not in skip and args.naive_steps > 0 and args.naive_max_batch >= B:
             runs["naive"] = run_naive(model, vocab, prompts, min(args.naive_steps, S), 0, device)
-        if hf is not None:
-            runs["hf"] = run_hf(hf, vocab, prompts, 0, device)
-        if "ours" not in skip:
-            runs["ours"] = run_ours(model, vocab, prompts, "cached", 0, device)
+        # HF and ours alternate, --repeats times each, so machine noise hits both; medians are reported
+        timed: dict[str, list[dict[str, Any]]] = {}
+        for rep in range(args.repeats):
+            if hf is not None:
+                timed.setdefault("hf", []).append(run_hf(hf, vocab, prompts, rep, device))
+            if "ours" not in skip:
+                timed.setdefault("ours", []).append(run_ours(model, vocab, prompts, "cached", rep, device))
         if "ours_jacobi" not in skip:
-            runs["ours_jacobi"] = run_ours(model, vocab, prompts, "jacobi", 0, device, args.window)
+            timed["ours_jacobi"] = [run_ours(model, vocab, prompts, "jacobi", 0, device, args.window)]
+        for name, recs in timed.items():
+            secs = [r["seconds"] for r in recs]
+            runs[name] = {**recs[0], "seconds": statistics.median(secs), "seconds_all": secs}
         for name, r in runs.items():
             rec = {"decoder": name, "batch": B, "seconds_per_image": r["seconds"] / B,
                    "tokens_per_s": B * S / r["seconds"], **r}
@@ -209,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": {"preset": args.preset, "overrides": args.override, **cfg.to_dict(),
                   "params": model.num_params()},
         "vocab": {"size": vocab.size, "text": args.text_size, "image": args.image_size},
-        "jacobi_window": args.window,
+        "jacobi_window": args.window or (16 if device.type == "cuda" else 3),
         "device": str(device),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "threads": torch.get_num_threads(),

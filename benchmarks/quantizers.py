@@ -235,11 +235,11 @@ def _throughput(spec: dict, case: Case, mix: Mixture, n: int, impls: list[str]) 
                 _sync(device)
 
             # probe at n/8 (after a warm-up call) to estimate one call at n; skip what is too slow
-            probe_n = max(256, n // 8)
+            probe_n = max(256, n // 64)
             r["probe_n"] = probe_n
             _log(f"{impl}: probe at n={probe_n}")
             xp = x_full[:probe_n]
-            eval_call(xp)
+            eval_call(xp[:256])  # warm-up
             t0 = time.perf_counter()
             eval_call(xp)
             train_call(xp)
@@ -366,6 +366,15 @@ def child_main(spec: dict) -> None:
     impls = spec["impls"]
     mix = Mixture(case.dim, spec["clusters"], seed=0)
     n = spec["n"]
+    if spec["mode"] == "usage":
+        impl = impls[0]
+        try:
+            res = _usage(spec, case, mix, impl, spec.get("usage_steps_fixed"))
+        except Exception as e:  # noqa: BLE001
+            res = {"usage_status": "oom" if _is_oom(e) else "error",
+                   "usage_reason": f"{type(e).__name__}: {str(e)[:200]}"}
+        print("RESULT " + json.dumps(res), flush=True)
+        return
     runs = [{"n": n, **_throughput(spec, case, mix, n, impls)}]
     first = runs[0]
     if len(impls) > 1 and any(first[i].get("status") != "ok" for i in impls):
@@ -380,19 +389,7 @@ def child_main(spec: dict) -> None:
         n2 = 2 ** int(math.log2(max(min(feas), 1)))
         if spec["min_n"] <= n2 < n:
             runs.append({"n": n2, **_throughput(spec, case, mix, n2, impls)})
-    usage: dict[str, dict] = {}
-    steps = None
-    for impl in impls:
-        try:
-            usage[impl] = _usage(spec, case, mix, impl, steps)
-            if impl == impls[0]:
-                steps = usage[impl]["usage_steps"]
-        except Exception as e:  # noqa: BLE001
-            usage[impl] = {"usage_status": "oom" if _is_oom(e) else "error",
-                           "usage_reason": f"{type(e).__name__}: {str(e)[:200]}"}
-            if impl == impls[0]:
-                break
-    print("RESULT " + json.dumps({"runs": runs, "usage": usage, "usage_steps": steps}), flush=True)
+    print("RESULT " + json.dumps({"runs": runs}), flush=True)
 
 
 # =============================================================================================
@@ -652,12 +649,27 @@ def main(argv: list[str] | None = None) -> int:
     for case in bar:
         bar.set_postfix_str(case.name)
         t0 = time.time()
-        out = run_child(dict(base, case=asdict(case)), args.child_timeout)
+        spec = dict(base, case=asdict(case))
+        out = run_child(dict(spec, mode="throughput"), args.child_timeout)
         if "error" in out:  # the whole case failed: record it
-            out = {"runs": [{"n": args.n, **{i: {"status": "error", "reason": out["error"]} for i in base["impls"]}}],
-                   "usage": {}, "usage_steps": None}
+            out = {"runs": [{"n": args.n, **{i: {"status": "error", "reason": out["error"]} for i in base["impls"]}}]}
         for run in out["runs"]:
             run.setdefault("peer", {"status": "not run"})
+        # usage: ours within the budget, then the peer for as many steps; each in its own process with
+        # a hard timeout (a first step with k-means over 2^18 codes can take minutes on a CPU)
+        usage: dict[str, dict] = {}
+        steps = None
+        for impl in base["impls"]:
+            limit = args.usage_budget * (1.0 if impl == "ours" else 2.5) * 2 + 60
+            u = run_child(dict(spec, mode="usage", impls=[impl], usage_steps_fixed=steps), limit)
+            if "error" in u:
+                u = {"usage_status": "skipped", "usage_reason": u["error"]}
+            usage[impl] = u
+            if impl == "ours":
+                steps = u.get("usage_steps")
+                if steps is None:
+                    break
+        out.update(usage=usage, usage_steps=steps)
         out["usage"].setdefault("peer", {})
         results.append({"case": asdict(case), "wall_s": round(time.time() - t0, 1), **out})
         tqdm.write(f"{case.name} ({time.time() - t0:.0f} s): " + ", ".join(

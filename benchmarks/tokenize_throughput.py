@@ -30,6 +30,7 @@ from omnitok.data.token_shards import TokenShards
 from omnitok.data.tokenize import (
     CROSS_TASKS,
     build_document,
+    codec_input_size,
     load_or_build_vocab,
     parse_codecs,
     pick_partner,
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     vocab = load_or_build_vocab(args.vocab, parse_codecs(args.codecs))
+    if args.image_size is None:  # as `omnitok tokenize`: the size the image codec was trained on
+        args.image_size = codec_input_size(args.vocab, parse_codecs(args.codecs), "image")
     device = select_device(args.device)
     for c in vocab.codecs.values():
         c.to(device).eval()

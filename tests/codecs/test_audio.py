@@ -179,3 +179,14 @@ def test_files_and_truncated_flac(codec: AudioCodec, tmp_path) -> None:
     for name in ("cut.flac", "empty.flac"):
         with pytest.raises(ValueError, match=name):
             codec.encode_file(tmp_path / name)
+
+
+def test_istft_decoder_shapes() -> None:
+    codec = tiny_codec(decoder="istft", istft_ratios=(4,), istft_channels=16)
+    codes = codec.encode(speechy(2, 7 * HOP))
+    y = codec.decode(codes)
+    assert y.shape == (2, 1, 7 * HOP) and torch.isfinite(y).all()
+    with pytest.raises(ValueError, match="decoder must be"):
+        tiny_codec(decoder="mdct")
+    with pytest.raises(ValueError, match="must divide the hop"):
+        tiny_codec(decoder="istft", istft_ratios=(3,))

@@ -13,7 +13,7 @@ from omnitok.data.token_shards import TokenShards
 from omnitok.data.tokenize import build_document, codec_input_size, parse_codecs, pick_partner
 from omnitok.data.types import Example
 from omnitok.vocab import TASKS, Audio, Image, Text, Vocabulary
-from omnitok.vocab.debug import DebugAudioCodec, DebugImageCodec, debug_text_codec
+from omnitok.vocab.debug import DebugAudioCodec, DebugImageCodec, DebugVideoCodec, debug_text_codec
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -41,6 +41,11 @@ def root(tmp_path_factory):
     speech.append(Example("speech-digits-000001", {"flac": _wav(0.1, 99)},
                           {"transcript": "one two", "kind": "digits", "digits": "12"}))
     write_shard(ds / "speech" / "train-000000.tar", speech)
+    from omnitok.data.video_io import write_mp4
+
+    clips = [Example(f"video-{i:03d}", {"mp4": write_mp4(rng.integers(0, 255, (6, 16, 16, 3), dtype=np.uint8), 8.0)},
+                     {"caption": f"the digit {i} moving left"}) for i in range(3)]
+    write_shard(ds / "video" / "train-000000.tar", clips)
     return root
 
 
@@ -95,6 +100,10 @@ def test_image_speech_pairs_by_digit_label(root, codec_dirs, tmp_path) -> None:
     for i in range(len(ts)):
         img, aud = vocab.decode(ts[i]).segments
         assert isinstance(img, Image) and isinstance(aud, Audio) and aud.codes.shape[1] == 4
+    assert _cli(root, codec_dirs, vdir, "digits:interleaved", tmp_path / "inter", "--limit", "5") == 0
+    inter = TokenShards(tmp_path / "inter")
+    kinds = [type(seg).__name__ for seg in vocab.decode(inter[0]).segments]
+    assert kinds == ["Text", "Image", "Audio", "Text"] and inter.document(0)[1] == (0, 0)
     s2t = TokenShards(tmp_path / "s2t")
     assert len(s2t) == 21 and isinstance(vocab.decode(s2t[0]).segments[1], Text)
     spoken = {d: [Example(f"s{d}{j}", {}, {"digits": str(d)}) for j in range(3)] for d in range(10)}
@@ -115,6 +124,27 @@ def test_documents_and_arguments() -> None:
         parse_codecs("text")
     assert torch.is_tensor(build_document("image", Example("k", {"png": encode_png(np.zeros((4, 4), np.uint8))},
                                                            {}))[0].segments[0].data)
+
+
+def test_tokenize_video_with_the_codec_frames(root, codec_dirs, tmp_path) -> None:
+    DebugVideoCodec(patch=4, frames_per_code=2).save_pretrained(
+        tmp_path / "vid", extra={"preset": {"data": {"size": 8, "frames": 4}}})
+    dirs = {**codec_dirs, "video": tmp_path / "vid"}
+    assert _cli(root, dirs, tmp_path / "vocab", "video:caption2video", tmp_path / "c2v") == 0
+    vocab = Vocabulary.load(tmp_path / "vocab")
+    ts = TokenShards(tmp_path / "c2v")
+    text, video = vocab.decode(ts[0], data=True).segments
+    assert text.text == "the digit 0 moving left"
+    assert video.codes.shape == (2, 2, 2, 1) and video.data.shape == (4, 3, 8, 8)  # 4 frames of 8 px kept
+
+
+def test_video_layouts(root) -> None:
+    from omnitok.data.dataset import ShardDataset
+
+    ex = next(iter(ShardDataset("video", "train", root=root, decode=False)))
+    real = build_document("video", ex, video_size=8, video_frames=5)[0].segments[0].data  # VideoCodec layout
+    debug = build_document("video", ex, video_size=8, video_frames=5, video_layout="TCHW")[0].segments[0].data
+    assert real.shape == (3, 5, 8, 8) and torch.equal(real, debug.transpose(0, 1))
 
 
 def test_codec_input_size_from_its_preset(tmp_path) -> None:

@@ -69,3 +69,16 @@ def test_cli_missing_vocab(tmp_path):
     make_model(vocab).save_pretrained(tmp_path / "lm")
     with pytest.raises(ValueError, match="--vocab"):
         main(["generate", "x", "--to", "text", "--ckpt", str(tmp_path / "lm")])
+
+
+def test_cli_vocab_recorded_in_model_config(tmp_path, run_dir):
+    vocab = make_vocab()
+    m = make_model(vocab)
+    m.config.extra = {"vocab_dir": str(run_dir / "vocab"), "vocab_hash": vocab.hash}
+    m.save_pretrained(tmp_path / "lm")
+    assert main(["generate", "x", "--to", "text", "--ckpt", str(tmp_path / "lm"), "--max-new-tokens", "3",
+                 "--no-stream"]) == 0
+    m.config.extra["vocab_hash"] = "0" * 64
+    m.save_pretrained(tmp_path / "lm2")
+    with pytest.raises(ValueError, match="differs"):
+        main(["generate", "x", "--to", "text", "--ckpt", str(tmp_path / "lm2")])

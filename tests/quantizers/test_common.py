@@ -12,16 +12,16 @@ from omnitok.quantizers.base import Quantizer, QuantizerOutput
 
 # (id, module, class name, factory from the class) -- small sizes so each case runs in milliseconds
 CASES: list[tuple[str, str, str, Callable[[type], Quantizer]]] = [
-    ("vq-ema", "vq", "VectorQuantizer", lambda c: c(8, 32)),
+    ("vq-ema", "vq", "VectorQuantizer", lambda c: c(8, 32, kmeans_iters=2)),
     (
         "vq-grad-cosine-rotation-proj",
         "vq",
         "VectorQuantizer",
         lambda c: c(8, 32, codebook_dim=4, distance="cosine", learning="gradient", gradient_estimator="rotation"),
     ),
-    ("rvq", "rvq", "ResidualVQ", lambda c: c(8, 16, 3)),
-    ("pq", "pq", "ProductVQ", lambda c: c(8, 16, 2)),
-    ("aq-beam", "aq", "AdditiveVQ", lambda c: c(8, 16, 2, beam_width=2)),
+    ("rvq", "rvq", "ResidualVQ", lambda c: c(8, 16, 3, kmeans_iters=2)),
+    ("pq", "pq", "ProductVQ", lambda c: c(8, 16, 2, kmeans_iters=2)),
+    ("aq-beam", "aq", "AdditiveVQ", lambda c: c(8, 16, 2, beam_width=2, kmeans_iters=2)),
     ("fsq", "fsq", "FSQ", lambda c: c([5, 4, 3])),
     ("fsq-proj-groups", "fsq", "FSQ", lambda c: c([4, 3, 2], dim=8, num_codebooks=2)),
     ("lfq", "lfq", "LFQ", lambda c: c(6, 6)),

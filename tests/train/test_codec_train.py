@@ -25,7 +25,7 @@ def test_debug_preset_trains_and_loss_falls(tmp_path):
     assert len(log) == 40
     first = sum(r["rec"] for r in log[:5]) / 5
     last = sum(r["rec"] for r in log[-5:]) / 5
-    assert last < 0.8 * first, (first, last)
+    assert last < 0.85 * first, (first, last)
     assert (out / "samples" / "step-0000040.png").is_file()
     codec = load_codec(out / "codec")
     cfg = json.loads((out / "codec" / "config.json").read_text())
@@ -59,7 +59,7 @@ def test_video_debug_preset_trains(tmp_path):
 def test_gan_and_bad_resume(tmp_path):
     out = tmp_path / "g"
     assert main(["train", "codec", "--preset", "debug", "--out", str(out), "train.progress=false",
-                 "train.steps=3", "loss.gan=0.1", "loss.gan_start=1", "train.sample_every=0"]) == 0
+                 "train.steps=3", "loss.gan=0.1", "loss.gan_start=1", "loss.disc_layers=1", "train.sample_every=0"]) == 0
     assert "d_loss" in _log(out)[-1] and "gan_weight" in _log(out)[-1]
     with pytest.raises(ValueError, match="no checkpoint"):
         main(["train", "codec", "--preset", "debug", "--out", str(tmp_path / "none"), "--resume"])

@@ -247,7 +247,7 @@ def test_raw_segments_are_encoded_with_the_codecs() -> None:
     assert back.segments[0].text == "handwritten digit seven"
     assert back.segments[1].codes.shape == (4, 3, 1) and back.segments[1].data.shape == (3, 16, 12)
     assert back.segments[2].codes.shape == (5, 4)
-    assert back.segments[3].codes.shape == (2, 2, 2, 1)
+    assert back.segments[3].codes.shape == (2, 2, 2, 1) and back.segments[3].data.shape == (4, 3, 8, 8)
     assert back.same_codes(doc)
 
 

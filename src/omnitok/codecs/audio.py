@@ -17,8 +17,14 @@ Chunked (streaming) encoding is exact: every convolution is causal and nothing n
 so frame f depends only on samples [(f + 1) * hop - R, (f + 1) * hop) with R the encoder's receptive
 field. :meth:`encode_chunked` encodes each chunk (a whole number of frames) together with
 ``context_frames = ceil((R - hop) / hop)`` frames of history and drops the history's frames; the first
-chunk's history is the same zero padding the whole-signal pass sees. The codes are bit-for-bit those
-of :meth:`encode` on the whole signal (tests/codecs/test_audio.py checks it at several chunk sizes).
+chunk's history is the same zero padding the whole-signal pass sees. :meth:`encode_stream` does the same
+for pieces of any length. The encoder runs in float64 at inference (:meth:`encode_latents` says why), so the
+codes are bit-for-bit those of :meth:`encode` on the whole signal (tests/codecs/test_audio.py checks it at
+several chunk sizes and batch sizes, and that dropping the context breaks it).
+
+Decoders: ``decoder="waveform"`` is the SEANet mirror of the encoder (transposed convolutions up to the
+sample rate); ``decoder="istft"`` upsamples to ``sample_rate / istft_hop`` and predicts a spectrum that
+``torch.istft`` turns into samples (iSTFTNet / Vocos), which learns faster on a small compute budget.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from omnitok.codecs.base import Codec
-from omnitok.nn.seanet import SEANetDecoder, SEANetEncoder
+from omnitok.nn.seanet import SEANetDecoder, SEANetEncoder, SEANetISTFTDecoder
 from omnitok.quantizers.base import Quantizer, QuantizerOutput
 
 __all__ = ["AudioCodec", "AudioCodecOutput"]
@@ -90,6 +96,9 @@ class AudioCodec(Codec):
         quantizer_dropout: float = 1.0,
         quantizer_kwargs: dict[str, Any] | None = None,
         latent_norm: bool = True,
+        decoder: str = "waveform",
+        istft_ratios: Sequence[int] = (4,),
+        istft_channels: int = 256,
     ) -> None:
         super().__init__()
         if sample_rate <= 0:
@@ -110,13 +119,25 @@ class AudioCodec(Codec):
             "quantizer_dropout": float(quantizer_dropout),
             "quantizer_kwargs": dict(quantizer_kwargs or {}),
             "latent_norm": bool(latent_norm),
+            "decoder": decoder,
+            "istft_ratios": [int(r) for r in istft_ratios],
+            "istft_channels": int(istft_channels),
         }
         self.sample_rate = int(sample_rate)
         self.hop = math.prod(int(r) for r in ratios)
         self.encoder = SEANetEncoder(dim, enc_channels, ratios, n_residual, bottleneck_residual,
                                      activation=activation)
-        self.decoder = SEANetDecoder(dim, dec_channels, list(reversed(ratios)), n_residual,
-                                     bottleneck_residual, activation=activation)
+        if decoder == "waveform":
+            self.decoder: nn.Module = SEANetDecoder(dim, dec_channels, list(reversed(ratios)), n_residual,
+                                                    bottleneck_residual, activation=activation)
+        elif decoder == "istft":
+            up = math.prod(int(r) for r in istft_ratios)
+            if self.hop % up:
+                raise ValueError(f"istft_ratios {istft_ratios} must divide the hop {self.hop}")
+            self.decoder = SEANetISTFTDecoder(dim, istft_channels, istft_ratios, self.hop // up, n_residual + 2,
+                                              bottleneck_residual, activation=activation)
+        else:
+            raise ValueError(f"decoder must be 'waveform' or 'istft', got {decoder!r}")
         # Per-channel standardisation of the latents before the quantizer (BatchNorm without affine):
         # early in training the encoder output is a large constant offset plus a small, drifting spread,
         # and the codebooks collapse onto a handful of codes; standardising keeps the spread at ~1.

@@ -18,6 +18,7 @@ image               digits, emoji               Image (no condition)
 image2speech        digits                      Image -> Audio (a spoken digit of the same label, from
                                                 the built ``speech`` dataset)
 speech2image        digits                      Audio (spoken digit) -> Image
+interleaved         digits                      Text(caption) Image Audio(spoken digit) Text(transcript)
 transcript2speech   speech                      Text(transcript) -> Audio
 speech2transcript   speech                      Audio -> Text(transcript)
 speech              speech                      Audio
@@ -51,14 +52,15 @@ __all__ = ["DATASET_TASKS", "add_arguments", "build_document", "run", "tokenize_
 
 #: dataset -> (default task, tasks it supports)
 DATASET_TASKS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "digits": ("caption2image", ("caption2image", "image2caption", "image", "image2speech", "speech2image", "text")),
+    "digits": ("caption2image", ("caption2image", "image2caption", "image", "image2speech", "speech2image",
+                                 "interleaved", "text")),
     "emoji": ("caption2image", ("caption2image", "image2caption", "image", "text")),
     "speech": ("transcript2speech", ("transcript2speech", "speech2transcript", "speech", "text")),
     "video": ("caption2video", ("caption2video", "video", "text")),
     "text": ("text", ("text", "continuation")),
 }
 #: tasks whose documents pair an example with one of another dataset
-CROSS_TASKS = {"image2speech": "speech", "speech2image": "speech"}
+CROSS_TASKS = {"image2speech": "speech", "speech2image": "speech", "interleaved": "speech"}
 
 EXTS = {"image": ("png", "jpg", "jpeg", "webp"), "audio": ("flac", "wav"), "video": ("mp4",), "text": ("txt",)}
 
@@ -76,7 +78,8 @@ def _file(example: Example, kind: str) -> bytes | None:
 
 
 def _decode(example: Example, kind: str, image_size: int | None, sample_rate: int | None,
-            video_size: int | None = None) -> torch.Tensor:
+            video_size: int | None = None, video_frames: int | None = None,
+            video_layout: str = "CTHW") -> torch.Tensor:
     from omnitok.data import media
 
     data = _file(example, kind)
@@ -87,7 +90,10 @@ def _decode(example: Example, kind: str, image_size: int | None, sample_rate: in
     if kind == "audio":
         return media.decode_audio(data, sample_rate, name=example.key)[0]
     if kind == "video":
-        return media.decode_video(data, video_size, name=example.key)
+        frames = media.decode_video(data, video_size, video_frames, name=example.key)  # (T, 3, H, W)
+        if video_layout == "TCHW":
+            return frames
+        return frames.permute(1, 0, 2, 3).contiguous()  # (3, T, H, W), the layout of VideoCodec
     raise ValueError(kind)
 
 
@@ -105,10 +111,12 @@ def _continuation_split(text: str, key: str) -> tuple[str, str]:
 
 
 def build_document(task: str, example: Example, *, partner: Example | None = None, image_size: int | None = None,
-                   sample_rate: int | None = None, video_size: int | None = None) -> tuple[Document, int]:
+                   sample_rate: int | None = None, video_size: int | None = None,
+                   video_frames: int | None = None, video_layout: str = "CTHW") -> tuple[Document, int]:
     """One example (and its partner for cross-dataset tasks) -> (raw document, number of condition segments)."""
     meta = example.meta
-    dec = lambda ex, kind: _decode(ex, kind, image_size, sample_rate, video_size)  # noqa: E731
+    dec = lambda ex, kind: _decode(ex, kind, image_size, sample_rate, video_size, video_frames,  # noqa: E731
+                                   video_layout)
     if task == "text":
         raw = _file(example, "text")
         text = raw.decode("utf-8") if raw is not None else _caption(meta)
@@ -134,6 +142,12 @@ def build_document(task: str, example: Example, *, partner: Example | None = Non
         return Document([Text(_caption(meta)), Video(dec(example, "video"))], task=task), 1
     if task == "video":
         return Document([Video(dec(example, "video"))], task=task), 0
+    if task == "interleaved":  # caption, the digit, the spoken digit, its transcript (no condition)
+        if partner is None:
+            raise ValueError(f"task {task} needs a spoken-digit partner for {example.key}")
+        segs = [Text(_caption(meta)), Image(dec(example, "image")), Audio(dec(partner, "audio")),
+                Text(_caption(partner.meta))]
+        return Document(segs, task=task), 0
     if task in ("image2speech", "speech2image"):
         if partner is None:
             raise ValueError(f"task {task} needs a spoken-digit partner for {example.key}")
@@ -202,6 +216,7 @@ def tokenize_dataset(
     image_size: int | None = None,
     sample_rate: int | None = None,
     video_size: int | None = None,
+    video_frames: int | None = None,
     meta: dict[str, Any] | None = None,
     total: int | None = None,
     progress: bool = True,
@@ -221,6 +236,8 @@ def tokenize_dataset(
                 "skipped": 0, "seconds": 0.0, "examples_per_s": 0.0, "resumed": True}
     skip = writer.examples_done
     task_id = TASKS[task]
+    # the clip layout the video codec takes: "CTHW" (VideoCodec, (B, C, T, H, W)) unless it says otherwise
+    video_layout = str(getattr(vocab.codecs.get("video"), "input_layout", "CTHW"))
     n_ex = n_docs = n_tok = n_bad = 0
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=skip, desc=f"tokenize {task} r{rank}", unit="ex", disable=not progress)
@@ -232,8 +249,9 @@ def tokenize_dataset(
         for ex in batch:
             try:
                 partner = pick_partner(ex, partners) if partners is not None else None
-                docs.append(build_document(task, ex, partner=partner, image_size=image_size,
-                                           sample_rate=sample_rate, video_size=video_size))
+                docs.append(build_document(task, ex, partner=partner, image_size=image_size, sample_rate=sample_rate,
+                                           video_size=video_size, video_frames=video_frames,
+                                           video_layout=video_layout))
             except (ValueError, KeyError) as e:
                 n_bad += 1
                 bar.write(f"skipping {ex.key}: {e}")
@@ -290,17 +308,23 @@ def load_or_build_vocab(vocab_dir: str | os.PathLike, codecs: dict[str, str], *,
     return vocab
 
 
-def codec_input_size(vocab_dir: str | os.PathLike, codecs: dict[str, str], modality: str) -> int | None:
-    """The image / frame side a codec was trained on (``preset.data.size`` in its config.json), if recorded."""
+def codec_preset_data(vocab_dir: str | os.PathLike, codecs: dict[str, str], modality: str) -> dict[str, Any]:
+    """The ``preset.data`` a codec was trained with (its config.json), or {} when not recorded."""
     import json
 
     folder = Path(codecs[modality]) if modality in codecs else Path(vocab_dir) / "codecs" / modality
     try:
         cfg = json.loads((folder / "config.json").read_text())
-        size = (cfg.get("preset") or {}).get("data", {}).get("size")
-        return int(size) if size else None
+        data = (cfg.get("preset") or {}).get("data") or {}
+        return dict(data) if isinstance(data, dict) else {}
     except (OSError, ValueError, AttributeError, TypeError):
-        return None
+        return {}
+
+
+def codec_input_size(vocab_dir: str | os.PathLike, codecs: dict[str, str], modality: str) -> int | None:
+    """The image / frame side a codec was trained on (``preset.data.size`` in its config.json), if recorded."""
+    size = codec_preset_data(vocab_dir, codecs, modality).get("size")
+    return int(size) if isinstance(size, (int, float)) and size else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -317,6 +341,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=None,
                         help="resize images / video frames (square; default: the size the codec was trained on)")
     parser.add_argument("--sample-rate", type=int, default=None, help="resample audio (Hz; default: the codec's)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="video frames kept per clip (default: the number the video codec was trained on)")
     parser.add_argument("--audio-pattern", default="delay", choices=["delay", "flatten"], help="when building")
     parser.add_argument("--max-size", type=int, default=64, help="largest code-grid height/width/frames (building)")
     parser.add_argument("--accept-hash-mismatch", action="store_true")
@@ -367,6 +393,7 @@ def run(args: argparse.Namespace) -> int:
     stats = tokenize_dataset(
         vocab, examples, args.out, task, batch_size=args.batch_size, shard_tokens=args.shard_tokens, rank=rank,
         world_size=world, partners=partners, image_size=image_size, sample_rate=sample_rate, video_size=video_size,
+        video_frames=args.frames or codec_preset_data(args.vocab, parse_codecs(args.codecs), "video").get("frames"),
         meta={"dataset": name, "split": args.split, "vocab_dir": str(Path(args.vocab).resolve())},
         total=total, progress=not args.no_progress, overwrite=args.overwrite,
     )

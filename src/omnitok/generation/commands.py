@@ -67,17 +67,30 @@ def find_vocab(ckpt: Path, vocab: str | None) -> Path:
     if vocab:
         return Path(vocab)
     cands = [ckpt, ckpt.parent / "vocab", ckpt.parent.parent / "vocab", ckpt / "vocab"]
-    cfg_path = ckpt / "config.json"
-    if cfg_path.is_file():
-        cfg = json.loads(cfg_path.read_text())
-        rec = cfg.get("vocab_dir") or (cfg.get("train") or {}).get("vocab_dir")
-        if rec:
-            cands.insert(0, Path(rec))
+    rec = _recorded(ckpt, "vocab_dir")
+    if rec:
+        cands.insert(0, Path(rec))
     for c in cands:
         if (c / "vocab.json").is_file():
             return c
     raise ValueError(f"--vocab: {ckpt} records no vocabulary folder (looked for vocab.json in "
                      f"{', '.join(str(c) for c in cands)}); pass --vocab DIR")
+
+
+def _recorded(ckpt: Path, key: str) -> str | None:
+    """``key`` from the folder's config.json: top level, ``train``, ``extra`` or ``model.extra``."""
+    path = ckpt / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        cfg = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+    for place in (cfg, cfg.get("train") or {}, cfg.get("extra") or {}, model.get("extra") or {}):
+        if isinstance(place, dict) and place.get(key):
+            return str(place[key])
+    return None
 
 
 def _resolve_ckpt(ckpt: str) -> Path:
@@ -152,8 +165,22 @@ class _Streamer:
         self.printed = ""
         self.rows_done = 0
         self.finished = False
+        self.bar = None
+        if produce in ("audio", "video"):  # no partial output to show: a progress bar instead
+            from tqdm import tqdm
+
+            from omnitok.generation.constraints import step_table
+
+            self.bar = tqdm(total=step_table(vocab, produce, grid).num_steps, desc=f"generate {produce}",
+                            unit="tok", file=sys.stderr, dynamic_ncols=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
     def __call__(self, step: int, ids: torch.Tensor) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
         i = int(ids[0])
         if self.finished:
             return
@@ -216,6 +243,10 @@ def run(args: argparse.Namespace) -> int:
     vocab_dir = find_vocab(ckpt, args.vocab)
     vocab = Vocabulary.load(vocab_dir, map_location=str(device))
     model = Transformer.from_pretrained(ckpt, map_location=device)
+    recorded = _recorded(ckpt, "vocab_hash")
+    if recorded and recorded != vocab.hash:
+        raise ValueError(f"--vocab {vocab_dir}: hash {vocab.hash[:12]} differs from the {recorded[:12]} the model "
+                         f"in {ckpt} was trained with")
     if model.config.vocab_size < vocab.size:
         raise ValueError(f"--vocab {vocab_dir}: {vocab.size} ids, but the model in {ckpt} has only "
                          f"{model.config.vocab_size}")
@@ -236,6 +267,8 @@ def run(args: argparse.Namespace) -> int:
                       cfg_schedule=args.cfg_schedule, temperature=args.temperature, top_k=args.top_k,
                       top_p=args.top_p, seed=args.seed, max_new_tokens=args.max_new_tokens,
                       num_samples=args.num_samples, on_token=streamer, method=args.method)
+    if streamer is not None:
+        streamer.close()
     if streamer is not None and produce == "text":
         sys.stdout.write("\n")
     elif streamer is not None:

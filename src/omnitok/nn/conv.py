@@ -24,9 +24,11 @@ __all__ = [
 ]
 
 
-def group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
-    """GroupNorm with the largest group count <= max_groups that divides ``channels``."""
-    groups = min(max_groups, channels)
+def group_norm(channels: int, max_groups: int = 32, min_group_channels: int = 4) -> nn.GroupNorm:
+    """GroupNorm with the largest group count <= max_groups that divides ``channels`` and keeps at least
+    ``min_group_channels`` channels per group (one channel per group would be InstanceNorm, which erases
+    each image's mean colour -- small CPU models have 8-32 channels)."""
+    groups = max(1, min(max_groups, channels // min_group_channels))
     while channels % groups:
         groups -= 1
     return nn.GroupNorm(groups, channels, eps=1e-6, affine=True)

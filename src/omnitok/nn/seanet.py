@@ -26,6 +26,7 @@ __all__ = [
     "ResidualUnit",
     "SEANetDecoder",
     "SEANetEncoder",
+    "SEANetISTFTDecoder",
     "Snake",
     "make_activation",
 ]
@@ -189,3 +190,56 @@ def receptive_field(module: nn.Module) -> int:
             rf += (m.kernel - 1) * m.dilation * jump
             jump *= m.stride
     return rf
+
+
+class SEANetISTFTDecoder(nn.Module):
+    """Latents (B, dim, F) -> waveform (B, 1, F * hop) with an inverse-STFT output head (iSTFTNet / Vocos).
+
+    The SEANet trunk upsamples by ``ratios`` (transposed convs + residual units) to the rate
+    ``sample_rate / istft_hop``; a 1x1 conv then predicts a log magnitude and a phase per frequency
+    bin, and ``torch.istft`` (Hann window, ``n_fft = 4 * istft_hop``) makes the waveform. Predicting
+    spectra instead of samples learns much faster under spectral losses and skips the costly
+    high-rate layers (iSTFTNet, Kaneko et al. 2022, arXiv 2203.02395; Vocos, Siuzdak 2023,
+    arXiv 2306.00814). The trunk is causal; the overlap-add of the last frames is not (the decoder
+    does not need to be: chunked *encoding* is what must be exact).
+    """
+
+    def __init__(
+        self,
+        dim: int = 64,
+        channels: int = 256,
+        ratios: Sequence[int] = (4,),
+        istft_hop: int = 80,
+        n_residual: int = 3,
+        bottleneck_residual: int = 0,
+        kernel: int = 7,
+        activation: str = "elu",
+    ) -> None:
+        super().__init__()
+        self.ratios = tuple(int(r) for r in ratios)
+        self.istft_hop = int(istft_hop)
+        self.n_fft = 4 * self.istft_hop
+        self.hop = math.prod(self.ratios) * self.istft_hop
+        c = channels
+        layers: list[nn.Module] = [CausalConv1d(dim, c, kernel)]
+        layers += _res_stack(c, bottleneck_residual, activation)
+        for r in self.ratios:
+            nxt = max(c // 2, 32)
+            layers += [make_activation(activation, c), CausalConvTranspose1d(c, nxt, 2 * r, stride=r)]
+            layers += _res_stack(nxt, n_residual, activation)
+            c = nxt
+        layers += [make_activation(activation, c)]
+        self.net = nn.Sequential(*layers)
+        self.bins = self.n_fft // 2 + 1
+        self.head = CausalConv1d(c, 2 * self.bins, 3)
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+
+    def forward(self, z: Tensor) -> Tensor:  # (B, dim, F) -> (B, 1, F * hop)
+        h = self.head(self.net(z))  # (B, 2 * bins, N), N = F * prod(ratios)
+        logmag, phase = h.float().chunk(2, dim=1)  # (B, bins, N) each
+        mag = torch.exp(logmag.clamp(max=8.0))
+        spec = torch.polar(mag, phase)  # (B, bins, N) complex
+        n = h.shape[-1]
+        y = torch.istft(spec, self.n_fft, self.istft_hop, window=self.window, center=True,
+                        length=n * self.istft_hop)  # (B, N * istft_hop)
+        return y.unsqueeze(1)

@@ -81,8 +81,6 @@ class FSQ(Quantizer):
         self.register_buffer("_half", (centre * (1 + eps)).float(), persistent=False)
         self.register_buffer("_top", (lv - 1).float(), persistent=False)
         self._size = math.prod(levels)
-        # digits -> index as one float matmul while every index is exact in float32 (prod < 2^24)
-        self._float_index = self._size <= 1 << 24
         self.tracker = UsageTracker(self._size) if self._size <= DENSE_USAGE_LIMIT else None
 
     # ----- interface -------------------------------------------------------------------------
@@ -110,7 +108,7 @@ class FSQ(Quantizer):
 
     def codes_to_latents_flat(self, codes: Tensor) -> Tensor:
         digits = self.index_to_digits(codes)  # (N, G, d)
-        scaled = self._scale(digits.to(self._float_dtype()))
+        scaled = self._scale(digits.to(self._float_dtype()))  # same arithmetic as quantize: bitwise equal
         return self.project_out(scaled.reshape(codes.shape[0], -1))
 
     # ----- the maps (public so they can be tested and reused) ---------------------------------
@@ -120,9 +118,7 @@ class FSQ(Quantizer):
 
     def digits_to_index(self, digits: Tensor) -> Tensor:
         """(..., d) digits in [0, L) (integer or integer-valued float) -> (...,) mixed-radix index."""
-        if digits.is_floating_point() and self._float_index:
-            return (digits.float() @ self._basis.float()).long()  # exact: every partial sum < 2^24
-        return (digits.long() * self._basis).sum(-1)
+        return (digits.long() * self._basis).sum(-1)  # int64: exact (a float matmul could run in TF32)
 
     def index_to_digits(self, index: Tensor) -> Tensor:
         """(...,) index in [0, prod(levels)) -> (..., d) digits in [0, L)."""

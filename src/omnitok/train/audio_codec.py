@@ -141,7 +141,9 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
     recon = ReconstructionLoss(sr, l1_weight=float(lcfg.get("l1", 0.1)), stft_weight=float(lcfg.get("stft", 1.0)),
                                mel_weight=float(lcfg.get("mel", 1.0)),
                                fft_sizes=lcfg.get("fft_sizes", (2048, 1024, 512, 256, 128)),
-                               mel_windows=lcfg.get("mel_windows", (64, 128, 256, 512, 1024, 2048)))
+                               mel_windows=lcfg.get("mel_windows", (64, 128, 256, 512, 1024, 2048)),
+                               mel_floor=float(lcfg.get("mel_floor", 1e-5)),
+                               stft_floor=float(lcfg.get("stft_floor", 1e-5)))
     vq_weight = float(lcfg.get("vq", 1.0))
     adv_weight, feat_weight = float(lcfg.get("adversarial", 0.0)), float(lcfg.get("feature", 0.0))
     adv_start = int(lcfg.get("adversarial_start", 0))

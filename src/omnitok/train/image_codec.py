@@ -227,7 +227,7 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
                 g_loss = hinge_g_loss(disc(_frames(recon)))
                 weight = adaptive_gan_weight(rec, g_loss, codec.decoder.last_layer)
                 loss = loss + lc["gan"] * weight * g_loss
-                logs.update(g_loss=float(g_loss), gan_weight=float(weight))
+                logs.update(g_loss=float(g_loss.detach()), gan_weight=float(weight))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if tc["grad_clip"]:
@@ -241,12 +241,12 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
             disc_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             disc_opt.step()
-            logs["d_loss"] = float(d_loss)
+            logs["d_loss"] = float(d_loss.detach())
         step += 1
         ema_update(ema, codec, min(float(tc["ema_decay"]), (1 + step) / (10 + step)))
 
         usage = out.metrics.get("window_usage", out.metrics.get("usage"))
-        last = {"step": step, "loss": float(loss), **logs, "quant_loss": float(out.loss),
+        last = {"step": step, "loss": float(loss.detach()), **logs, "quant_loss": float(out.loss.detach()),
                 "usage": float(usage) if usage is not None else float("nan"),
                 "seconds": time.perf_counter() - t0}
         bar.update(1)

@@ -81,9 +81,14 @@ class DebugImageCodec(Codec):
 
 
 class DebugVideoCodec(Codec):
-    """(B, F, 3, H, W) -> (B, F/frames_per_code, H/patch, W/patch, n_q)."""
+    """(B, F, 3, H, W) -> (B, F/frames_per_code, H/patch, W/patch, n_q).
+
+    Note the frame-major input layout (``input_layout = "TCHW"``), unlike ``VideoCodec``'s (B, C, T, H, W):
+    ``omnitok tokenize`` reads this attribute to hand each codec the layout it takes.
+    """
 
     modality = "video"
+    input_layout = "TCHW"
 
     def __init__(self, patch: int = 4, frames_per_code: int = 2, codebook_size: int = 64, num_codebooks: int = 1,
                  dim: int = 8, seed: int = 0) -> None:

@@ -62,6 +62,8 @@ from omnitok.vocab.special import MODALITIES, MODALITY_IDS, SpecialTokens
 __all__ = ["VOCAB_NAME", "CodecEntry", "Vocabulary", "codec_weights_hash"]
 
 VOCAB_NAME = "vocab.json"
+#: files of a codec folder copied into ``<vocab>/codecs/<modality>/``
+CODEC_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 FORMAT_VERSION = 1
 AUDIO_PATTERNS = ("delay", "flatten")
 
@@ -337,9 +339,13 @@ class Vocabulary:
             for m, codec in self.codecs.items():
                 dest = directory / "codecs" / m
                 if m in sources and sources[m].resolve() != dest.resolve():
+                    # only the codec files (a training checkpoint folder may also hold optimizer state)
                     tmp = dest.with_name(m + ".tmp")
                     shutil.rmtree(tmp, ignore_errors=True)
-                    shutil.copytree(sources[m], tmp)
+                    tmp.mkdir(parents=True)
+                    for name in CODEC_FILES:
+                        if (sources[m] / name).exists():
+                            shutil.copy2(sources[m] / name, tmp / name)
                     shutil.rmtree(dest, ignore_errors=True)
                     os.replace(tmp, dest)
                 elif m not in sources:

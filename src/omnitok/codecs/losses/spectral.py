@@ -118,9 +118,10 @@ class MultiScaleMelLoss(nn.Module):
 class MultiResolutionSTFTLoss(nn.Module):
     """Spectral convergence + log-magnitude L1, averaged over FFT sizes (hop = n_fft / 4)."""
 
-    def __init__(self, fft_sizes: Sequence[int] = (2048, 1024, 512, 256, 128)) -> None:
+    def __init__(self, fft_sizes: Sequence[int] = (2048, 1024, 512, 256, 128), floor: float = 1e-5) -> None:
         super().__init__()
         self.fft_sizes = [int(n) for n in fft_sizes]
+        self.floor = floor
         for n in self.fft_sizes:
             self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
 
@@ -131,7 +132,7 @@ class MultiResolutionSTFTLoss(nn.Module):
             w = getattr(self, f"window_{n}")
             a, b = _magnitude(xh, n, n // 4, w), _magnitude(xr, n, n // 4, w)
             sc = torch.linalg.vector_norm(b - a) / torch.linalg.vector_norm(b).clamp_min(1e-7)
-            mag = (torch.log(a.clamp_min(1e-5)) - torch.log(b.clamp_min(1e-5))).abs().mean()
+            mag = (torch.log(a.clamp_min(self.floor)) - torch.log(b.clamp_min(self.floor))).abs().mean()
             loss = loss + sc + mag
         return loss / len(self.fft_sizes)
 
@@ -147,11 +148,16 @@ class ReconstructionLoss(nn.Module):
         mel_weight: float = 1.0,
         fft_sizes: Sequence[int] = (2048, 1024, 512, 256, 128),
         mel_windows: Sequence[int] = (64, 128, 256, 512, 1024, 2048),
+        mel_floor: float = 1e-5,
+        stft_floor: float = 1e-5,
     ) -> None:
+        """``mel_floor`` / ``stft_floor``: magnitudes are clamped to this before the log. Synthetic speech has
+        digital-zero silence, where a 1e-5 floor makes tiny output noise cost more than whole words; a
+        higher floor (1e-3) spends the loss on the speech instead."""
         super().__init__()
         self.l1_weight, self.stft_weight, self.mel_weight = l1_weight, stft_weight, mel_weight
-        self.stft = MultiResolutionSTFTLoss(fft_sizes)
-        self.mel = MultiScaleMelLoss(sample_rate, mel_windows)
+        self.stft = MultiResolutionSTFTLoss(fft_sizes, floor=stft_floor)
+        self.mel = MultiScaleMelLoss(sample_rate, mel_windows, clamp=mel_floor)
 
     def forward(self, x_hat: Tensor, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         if x_hat.shape != x.shape:

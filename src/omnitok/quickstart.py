@@ -1,0 +1,345 @@
+"""``omnitok quickstart`` (``make quickstart``): real data -> codecs -> one any-to-any model -> judges -> report.
+
+    omnitok quickstart                         # configs/quickstart.yaml, writes quickstart/report.html
+    omnitok quickstart --preset debug          # the whole pipeline at test size (seconds)
+    omnitok quickstart lm.max_steps=3000 eval.limit=100     # key=value overrides of the preset
+
+Stages (each prints a header, shows tqdm progress, and is skipped when its output exists, so a rerun continues
+where the last one stopped; ``--redo STAGE`` runs a stage again):
+
+1. ``data``      digits (images + captions), a slice of emoji, flite-spoken digit strings and single digits,
+                 moving-digit videos and a slice of the text corpus, built with ``omnitok data build`` under
+                 ``<cache root>/quickstart-data`` (a separate root, so full builds elsewhere are never replaced)
+2. ``judge``     the digit-classifier judge (trained on digits/train; its test accuracy is reported)
+3. ``codecs``    BPE text codec, image, speech and video codecs from the ``quickstart-*`` codec presets
+4. ``tokenize``  one vocabulary over the four codecs; token shards for every task (train and val)
+5. ``lm``        one transformer on the mixture of all tasks (``configs/lm/quickstart.yaml``)
+6. ``eval``      ``omnitok eval model`` with outside judges -> ``eval.json`` + sample media
+7. ``report``    ``report.html`` with images, audio players, video, loss curves and the evaluation table
+
+The GPU is used when present (codec trainers, tokenisation and the LM pick ``cuda`` automatically).
+Stage times (wall and CPU seconds) are kept in ``<out>/timings.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["STAGES", "add_arguments", "load_config", "run", "run_pipeline"]
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+STAGES = ("data", "judge", "codecs", "tokenize", "lm", "eval", "report")
+MODALITIES = ("image", "audio", "video")
+
+
+# ----- config ---------------------------------------------------------------------------------------------
+def _set(cfg: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = cfg
+    for k in keys[:-1]:
+        if not isinstance(node.get(k), dict):
+            node[k] = {}
+        node = node[k]
+    node[keys[-1]] = value
+
+
+def load_config(preset: str = "quickstart", overrides: list[str] | None = None) -> dict[str, Any]:
+    """configs/quickstart.yaml (``debug`` -> configs/quickstart-debug.yaml, or a path) + ``key=value`` overrides."""
+    name = {"default": "quickstart", "quickstart": "quickstart", "debug": "quickstart-debug"}.get(preset, preset)
+    path = Path(name) if name.endswith((".yaml", ".yml")) else CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"--preset {preset!r}: no such quickstart preset ({path}); use quickstart or debug")
+    cfg = yaml.safe_load(path.read_text()) or {}
+    for ov in overrides or []:
+        key, sep, value = ov.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {ov!r}: expected key=value, e.g. lm.max_steps=3000")
+        if key.startswith("lm.") and key.split(".", 1)[1] not in ("preset", "overrides"):
+            cfg.setdefault("lm", {}).setdefault("overrides", []).append(f"{key.split('.', 1)[1]}={value}")
+            continue
+        _set(cfg, key, yaml.safe_load(value))
+    for section in ("data", "codecs", "tokenize", "lm", "eval"):
+        if section not in cfg:
+            raise ValueError(f"{path}: missing section {section!r}")
+    return cfg
+
+
+# ----- stage bookkeeping ----------------------------------------------------------------------------------
+def _cpu_seconds() -> float:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class Stages:
+    """Runs stages with a header, skips finished ones, records wall and CPU seconds in ``timings.json``."""
+
+    def __init__(self, out: Path, redo: set[str]) -> None:
+        self.out = out
+        self.redo = redo
+        self.path = out / "timings.json"
+        self.timings: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.k = 0
+
+    def run(self, name: str, title: str, fn: Callable[[], Any], done: Callable[[], bool]) -> Any:
+        self.k += 1
+        print(f"\n=== [{self.k}/{len(STAGES)}] {name}: {title} ===", flush=True)
+        if name not in self.redo and done():
+            print(f"    (done before: {self.timings.get(name, {}).get('wall_s', '?')} s wall; skipped)", flush=True)
+            return None
+        t0, c0 = time.perf_counter(), _cpu_seconds()
+        result = fn()
+        wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+        self.timings[name] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+                              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self.path.write_text(json.dumps(self.timings, indent=2))
+        print(f"    {name} took {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
+        return result
+
+
+# ----- the stages -----------------------------------------------------------------------------------------
+def _stage_data(cfg: dict[str, Any], data_root: Path, progress: bool) -> None:
+    from omnitok.data.build import build_dataset
+
+    for name, spec in cfg["data"].items():
+        spec = dict(spec or {})
+        opts = {str(k): str(v) for k, v in (spec.get("options") or {}).items()}
+        print(f"--- build {name} {spec.get('limit') or ''} {opts or ''}", flush=True)
+        card = build_dataset(name, root=data_root, size=spec.get("size"), limit=spec.get("limit"), options=opts,
+                             splits=spec.get("splits"), progress=progress)
+        print(f"    {name}: {card.get('counts')}", flush=True)
+
+
+def _data_done(cfg: dict[str, Any], data_root: Path) -> bool:
+    from omnitok.data.build import load_card
+
+    return all(load_card(name, data_root) for name in cfg["data"])
+
+
+def _codec_dirs(out: Path) -> dict[str, Path]:
+    d = out / "codecs"
+    return {"text": d / "text", "image": d / "image" / "codec", "audio": d / "audio" / "codec",
+            "video": d / "video" / "codec"}
+
+
+def _stage_codecs(cfg: dict[str, Any], out: Path, data_root: Path, progress: bool) -> None:
+    from omnitok.codecs.builder import load_preset
+    from omnitok.train.codec import trainer_for
+    from omnitok.train.text_codec import train_text_codec
+
+    dirs = _codec_dirs(out)
+    spec = cfg["codecs"]
+    if not (dirs["text"] / "config.json").is_file():
+        t = dict(spec.get("text") or {})
+        print(f"--- text codec: BPE {t.get('vocab_size', 1024)}", flush=True)
+        info = train_text_codec(int(t.get("vocab_size", 1024)), dirs["text"],
+                                datasets=tuple(t.get("datasets") or ("text", "digits", "emoji", "speech", "video")),
+                                root=data_root, progress=progress)
+        print(f"    {info['learned_ids']} ids in {info['seconds']} s", flush=True)
+    for m in MODALITIES:
+        if (dirs[m] / "config.json").is_file():
+            continue
+        preset = load_preset(str(spec[m]), list((cfg.get("codec_overrides") or {}).get(m, [])))
+        if not progress:
+            preset.setdefault("train", {})["progress"] = False
+        print(f"--- {m} codec: preset {preset.get('name')} ({preset['train'].get('steps')} steps)", flush=True)
+        run_dir = dirs[m].parent
+        resume = (run_dir / "checkpoints").is_dir()
+        trainer_for(preset["type"]).train(preset, run_dir, resume=resume)
+
+
+def _codecs_done(out: Path) -> bool:
+    return all((p / "config.json").is_file() for p in _codec_dirs(out).values())
+
+
+def _token_dir(out: Path, data: str, split: str) -> Path:
+    return out / "tokens" / data.replace(":", "-") / split
+
+
+def _stage_tokenize(cfg: dict[str, Any], out: Path, data_root: Path, progress: bool) -> None:
+    """One vocabulary over the four codecs, then token shards per task and split (the ``omnitok tokenize``
+    pipeline, in this process so the codecs load once)."""
+    from itertools import islice
+
+    from omnitok.codecs.base import select_device
+    from omnitok.data.build import load_card, shard_paths
+    from omnitok.data.dataset import ShardDataset
+    from omnitok.data.paths import dataset_dir
+    from omnitok.data.tokenize import (
+        CROSS_TASKS,
+        codec_input_size,
+        load_or_build_vocab,
+        spoken_digits,
+        tokenize_dataset,
+    )
+
+    vocab_dir = out / "vocab"
+    codecs = {m: str(p) for m, p in _codec_dirs(out).items()}
+    max_size = int(cfg.get("vocab", {}).get("max_size", 16))
+    vocab = load_or_build_vocab(vocab_dir, codecs, max_height=max_size, max_width=max_size, max_frames=max_size)
+    device = select_device("auto")
+    for codec in vocab.codecs.values():
+        codec.to(device).eval()
+    image_size = codec_input_size(vocab_dir, codecs, "image")
+    video_size = codec_input_size(vocab_dir, codecs, "video")
+    sample_rate = getattr(vocab.codecs.get("audio"), "sample_rate", None)
+    for entry in cfg["tokenize"]:
+        name, _, task = entry["data"].partition(":")
+        for split in ("train", "val"):
+            if not shard_paths(dataset_dir(name, data_root), split):
+                print(f"    {name} has no {split} split; skipping {entry['data']} ({split})", flush=True)
+                continue
+            limit = entry.get("limit") if split == "train" else cfg.get("val_limit", 64)
+            ds = ShardDataset(name, split, root=data_root, decode=False, rank=0, world_size=1)
+            card = load_card(name, data_root) or {}
+            total = int((card.get("counts") or {}).get(split, 0)) or None
+            if limit is not None:
+                total = min(total or int(limit), int(limit))
+            try:
+                partners = spoken_digits(split, data_root) if task in CROSS_TASKS else None
+            except ValueError as e:
+                print(f"    skipping {entry['data']} ({split}): {e}", flush=True)
+                continue
+            stats = tokenize_dataset(
+                vocab, islice(ds, limit) if limit is not None else ds, _token_dir(out, entry["data"], split), task,
+                partners=partners, image_size=image_size, sample_rate=sample_rate, video_size=video_size,
+                meta={"dataset": name, "split": split, "vocab_dir": str(vocab_dir.resolve())}, total=total,
+                progress=progress)
+            print(f"    {entry['data']} ({split}): {stats['documents']} documents, {stats['tokens']} ids"
+                  f"{' [done before]' if stats.get('resumed') else ''}", flush=True)
+    (out / "tokens" / "DONE").write_text(json.dumps(cfg["tokenize"]))
+
+
+def _tokens_done(cfg: dict[str, Any], out: Path) -> bool:
+    done = out / "tokens" / "DONE"
+    return done.is_file() and json.loads(done.read_text()) == cfg["tokenize"]
+
+
+def _stage_lm(cfg: dict[str, Any], out: Path, device: str, progress: bool) -> None:
+    from omnitok.cli import main as cli
+
+    data = ",".join(f"{_token_dir(out, e['data'], 'train')}@{float(e.get('ratio', 1.0))}" for e in cfg["tokenize"]
+                    if _token_dir(out, e["data"], "train").is_dir())
+    lm = cfg["lm"]
+    argv = ["train", "lm", "--preset", str(lm.get("preset", "quickstart")), "--data", data, "--out",
+            str(out / "lm"), "--device", device]
+    if (out / "lm" / "checkpoints").is_dir():
+        argv.append("--resume")
+    if not progress:
+        argv.append("--no-progress")
+    argv += [str(o) for o in lm.get("overrides") or []]
+    code = cli(argv)
+    if code:
+        raise RuntimeError(f"omnitok {' '.join(argv)} failed with exit code {code}")
+
+
+def _stage_eval(cfg: dict[str, Any], out: Path, data_root: Path, judge_dir: Path, device: str,
+                progress: bool) -> dict[str, Any]:
+    from omnitok.eval.model import evaluate_model, load_model_and_vocab, settings_for
+
+    e = dict(cfg["eval"])
+    model, vocab, vocab_dir = load_model_and_vocab(str(out / "lm" / "final"), str(out / "vocab"), device)
+    s = settings_for(vocab_dir, tasks=list(e.get("tasks")), limit=int(e.get("limit", 50)),
+                     seed=int(e.get("seed", 0)), data_root=str(data_root), engines=tuple(e.get("engines") or ()),
+                     fid=bool(e.get("fid", True)), similarity=bool(e.get("similarity", True)), samples_dir=str(out / "media"), progress=progress,
+                     batch_size=int(e.get("batch_size", 16)), cfg_scale=e.get("cfg_scale"),
+                     judge_dir=str(judge_dir))
+    result = evaluate_model(model, vocab, s)
+    result["ckpt"] = str(out / "lm" / "final")
+    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def run_pipeline(preset: str = "quickstart", out: str | os.PathLike = "quickstart", *,
+                   data_root: str | os.PathLike | None = None, overrides: list[str] | None = None,
+                   device: str = "auto", redo: set[str] | None = None, progress: bool = True) -> Path:
+    """Run (or continue) the quickstart; returns the path of report.html."""
+    from omnitok.data.paths import cache_root, npm_prefix
+
+    cfg = load_config(preset, overrides)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    root = Path(data_root) if data_root is not None else cache_root() / "quickstart-data"
+    root.mkdir(parents=True, exist_ok=True)
+    # the codec trainers read datasets from the cache root: point it at the quickstart's data, but keep sharing
+    # the npm packages already installed in the user's cache
+    os.environ.setdefault("OMNITOK_NPM_DIR", str(npm_prefix()))
+    from omnitok.eval.judges.digit_classifier import VERSION as JUDGE_VERSION
+
+    judge_dir = cache_root() / "judges" / JUDGE_VERSION  # shared with `omnitok eval model`
+    os.environ["OMNITOK_HOME"] = str(root)
+    (out / "config.json").write_text(json.dumps({"preset": preset, "data_root": str(root), **cfg}, indent=2))
+    redo = set(redo or ())
+    bad = redo - set(STAGES)
+    if bad:
+        raise ValueError(f"--redo: unknown stage(s) {sorted(bad)}; stages: {', '.join(STAGES)}")
+    st = Stages(out, redo)
+    t0 = time.perf_counter()
+    st.run("data", "build digits, emoji, speech, video and text", lambda: _stage_data(cfg, root, progress),
+           lambda: _data_done(cfg, root))
+
+    def judge() -> None:
+        from omnitok.eval.judges.digit_classifier import load_or_train
+
+        clf = load_or_train(judge_dir, data_root=root, progress=progress)
+        print(f"    digit judge test accuracy: {clf.test_accuracy:.4f}", flush=True)
+
+    def judge_done() -> bool:
+        return (judge_dir / "model.safetensors").is_file()
+
+    st.run("judge", "train the digit-classifier judge", judge, judge_done)
+    st.run("codecs", "train the text, image, speech and video codecs",
+           lambda: _stage_codecs(cfg, out, root, progress), lambda: _codecs_done(out))
+    st.run("tokenize", "build the vocabulary and token shards for every task",
+           lambda: _stage_tokenize(cfg, out, root, progress), lambda: _tokens_done(cfg, out))
+    st.run("lm", "train the one any-to-any model", lambda: _stage_lm(cfg, out, device, progress),
+           lambda: (out / "lm" / "final" / "model.safetensors").is_file())
+    st.run("eval", "judge the model with outside judges", lambda: _stage_eval(cfg, out, root, judge_dir, device, progress),
+           lambda: (out / "eval.json").is_file() and "lm" not in redo)
+
+    def report() -> None:
+        from omnitok.report.html import write_report
+
+        write_report(out, st.timings)
+
+    st.run("report", "write report.html", report, lambda: False)
+    total = sum(v.get("wall_s", 0) for k, v in st.timings.items() if k in STAGES)
+    print(f"\nquickstart: this run {time.perf_counter() - t0:.0f} s; all stages {total:.0f} s wall. "
+          f"Open {out / 'report.html'}", flush=True)
+    return out / "report.html"
+
+
+# ----- CLI ------------------------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="quickstart", help="quickstart (default), debug, or a YAML path")
+    parser.add_argument("--out", default="quickstart", help="output folder (report.html, models, samples)")
+    parser.add_argument("--root", default=None, help="data root (default <cache root>/quickstart-data)")
+    parser.add_argument("--device", default="auto", help="auto (cuda when present) | cpu | cuda")
+    parser.add_argument("--limit", type=int, default=None, help="held-out examples per evaluation task")
+    parser.add_argument("--redo", default="", help=f"comma-separated stages to run again ({', '.join(STAGES)})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (stage headers only)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. lm.max_steps=3000 eval.limit=100")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.limit is not None:
+        overrides.append(f"eval.limit={int(args.limit)}")
+    try:
+        report = run_pipeline(args.preset, args.out, data_root=args.root, overrides=overrides, device=args.device,
+                                redo={s for s in args.redo.split(",") if s}, progress=not args.no_progress)
+    except ValueError as e:
+        print(f"omnitok quickstart: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {report}")
+    return 0

