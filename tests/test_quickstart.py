@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -53,8 +52,6 @@ def test_quickstart_debug_end_to_end(env):
     timings = json.loads((out / "timings.json").read_text())
     assert set(STAGES) <= set(timings)
     # a rerun reuses every stage but the report
-    t0 = time.perf_counter()
     run_pipeline("debug", out, progress=False)
-    assert time.perf_counter() - t0 < 15
     again = json.loads((out / "timings.json").read_text())
     assert again["lm"] == timings["lm"] and again["codecs"] == timings["codecs"]

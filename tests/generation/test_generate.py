@@ -42,7 +42,7 @@ def test_every_sample_decodes(produce):
                 assert ids[-1] == vocab.end_id("text") and len(ids) <= 12 and isinstance(seg.text, str)
 
 
-@pytest.mark.parametrize("produce", ["image", "audio", "text"])
+@pytest.mark.parametrize("produce", ["image", "video", "audio", "text"])
 def test_cached_equals_naive_greedy(produce):
     vocab = make_vocab()
     model = make_model(vocab, seed=3)
@@ -102,3 +102,14 @@ def test_bad_arguments():
         generate(model, vocab, "x", "image", grid=(4, 4), max_new_tokens=3)
     with pytest.raises(ValueError, match="prompt"):
         generate(model, vocab, 3.5, "image")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_graph_decode_equals_eager():
+    vocab = make_vocab()
+    model = make_model(vocab, seed=12).cuda()
+    kw = dict(grid=(4, 4), temperature=0, cfg_scale=2.0)
+    a = generate(model, vocab, PROMPTS, "image", cuda_graph=True, **kw)
+    b = generate(model, vocab, PROMPTS, "image", cuda_graph=False, **kw)
+    for x, y in zip(a.ids, b.ids):
+        assert torch.equal(x, y)

@@ -312,7 +312,8 @@ def generate(
     cfg = scale != 1.0 or cfg_schedule != "constant"
     max_new = max_new_tokens if max_new_tokens is not None else d.get("max_new_tokens")
     if produce != "text":
-        grid = tuple(grid) if grid is not None else default_grid(vocab, produce, max_new)
+        budget = max_new if max_new is not None else min(400, model.config.max_seq_len // 2)
+        grid = tuple(grid) if grid is not None else default_grid(vocab, produce, budget)
     elif grid is not None:
         raise ValueError("grid: text takes no grid; use max_new_tokens")
     table = step_table(vocab, produce, grid, max_new)

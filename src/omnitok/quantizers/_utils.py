@@ -249,10 +249,16 @@ def sample_rows_synced(x: Tensor, num: int) -> Tensor | None:
         return None
     if get_rank() == 0:
         if pool.shape[0] >= num:
-            pick = torch.randperm(pool.shape[0], device=x.device)[:num]
+            rows = pool[torch.randperm(pool.shape[0], device=x.device)[:num]].contiguous()
         else:
-            pick = torch.randint(pool.shape[0], (num,), device=x.device)
-        rows = pool[pick].contiguous()
+            # Fewer distinct rows than requested (e.g. a batch smaller than K): every row once, then
+            # repeats with Gaussian jitter of 0.2 x the per-dimension std, so the repeated codes are distinct
+            # and can split the region between them instead of dying as exact duplicates.
+            extra = num - pool.shape[0]
+            rep = pool[torch.randint(pool.shape[0], (extra,), device=x.device)]
+            std = pool.float().std(0, keepdim=True) if pool.shape[0] > 1 else torch.ones_like(pool[:1])
+            rep = rep + (0.2 * std * torch.randn(rep.shape, device=x.device)).to(pool.dtype)
+            rows = torch.cat([pool[torch.randperm(pool.shape[0], device=x.device)], rep]).contiguous()
     else:
         rows = torch.empty((num, *x.shape[1:]), dtype=x.dtype, device=x.device)
     return broadcast(rows, 0)
