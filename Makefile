@@ -29,9 +29,15 @@ test: venv
 quickstart: venv
 	$(PY) -m omnitok.cli quickstart
 
+# Benchmarks run the peers beside ours; encodec is installed without its torchaudio dependency
+# (benchmarks/audio_codec.py stubs it: only encodec's file I/O uses torchaudio).
 bench: venv
 	$(PIP) install -e ".[bench]"
+	$(PIP) install --no-deps "encodec>=0.1.1"
 	$(PY) benchmarks/quantizers.py
+	$(PY) benchmarks/audio_codec.py
+	$(PY) benchmarks/train_lm.py
+	$(PY) benchmarks/generate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

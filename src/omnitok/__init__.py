@@ -1,8 +1,58 @@
-"""omnitok: every modality as a sequence of tokens, learned by one next-token model."""
+"""omnitok: every modality as a sequence of tokens, learned by one next-token model.
 
-from omnitok.codecs.base import CheckpointError, Codec, load_codec
-from omnitok.quantizers.base import Quantizer, QuantizerOutput
+The flat public API::
+
+    from omnitok import FSQ, ImageCodec, Vocabulary, Transformer, generate
+"""
+
+from omnitok.codecs import AudioCodec, CheckpointError, Codec, ImageCodec, TextCodec, VideoCodec, load_codec
+from omnitok.generation import generate
+from omnitok.model import ModelConfig, StaticKVCache, Transformer
+from omnitok.quantizers import (
+    BSQ,
+    FSQ,
+    LFQ,
+    AdditiveVQ,
+    GumbelVQ,
+    ProductVQ,
+    Quantizer,
+    QuantizerOutput,
+    ResidualVQ,
+    VectorQuantizer,
+)
+from omnitok.vocab import Audio, Document, GrammarState, Image, Text, Video, Vocabulary, VocabularyError
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "Codec", "Quantizer", "QuantizerOutput", "load_codec", "__version__"]
+__all__ = [
+    "BSQ",
+    "FSQ",
+    "LFQ",
+    "AdditiveVQ",
+    "Audio",
+    "AudioCodec",
+    "CheckpointError",
+    "Codec",
+    "Document",
+    "GrammarState",
+    "GumbelVQ",
+    "Image",
+    "ImageCodec",
+    "ModelConfig",
+    "ProductVQ",
+    "Quantizer",
+    "QuantizerOutput",
+    "ResidualVQ",
+    "StaticKVCache",
+    "Text",
+    "TextCodec",
+    "Transformer",
+    "Video",
+    "VideoCodec",
+    "VectorQuantizer",
+    "Vocabulary",
+    "VocabularyError",
+    "__version__",
+    "generate",
+    "load_codec",
+]

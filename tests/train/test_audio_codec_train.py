@@ -42,3 +42,15 @@ def test_debug_training_loss_falls_and_resumes(tmp_path) -> None:
     a, b = load_file(str(final / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_debug_training_with_stft_discriminator(tmp_path) -> None:
+    cfg = load_preset("audio-debug", ["train.steps=4", "train.save_every=0", "loss.adversarial=1.0",
+                                      "loss.feature=2.0", "loss.adversarial_start=2", "loss.disc_fft_sizes=[256,128]",
+                                      "loss.disc_channels=4"])
+    train(cfg, tmp_path, resume=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert "adv_g" not in rows[1] and "adv_g" in rows[2] and "adv_d" in rows[3]  # the discriminator starts at step 2
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    ckpt = load_file(str(tmp_path / "checkpoints" / "step_00000004" / "model.safetensors"))
+    assert any(k.startswith("disc.") for k in ckpt)

@@ -1,5 +1,12 @@
-"""Codecs: data <-> discrete codes (text BPE, image/video VQ, audio RVQ)."""
+"""Codecs: data <-> discrete codes (text BPE, image/video VQ, audio RVQ).
 
+Importing this package registers every codec class, so :func:`load_codec` can open any codec folder.
+"""
+
+from omnitok.codecs.audio import AudioCodec
 from omnitok.codecs.base import CheckpointError, Codec, load_codec
+from omnitok.codecs.image import ImageCodec
+from omnitok.codecs.text import TextCodec
+from omnitok.codecs.video import VideoCodec
 
-__all__ = ["CheckpointError", "Codec", "load_codec"]
+__all__ = ["AudioCodec", "CheckpointError", "Codec", "ImageCodec", "TextCodec", "VideoCodec", "load_codec"]

@@ -30,9 +30,25 @@ from tqdm import tqdm
 from omnitok.codecs.losses.spectral import mel_distance, si_snr
 from omnitok.eval.wer import edit_distance, normalize_text
 
-__all__ = ["evaluate", "load_eval_clips"]
+__all__ = ["evaluate", "load_eval_clips", "synthetic_clips"]
 
 DIGIT_KINDS = ("digits", "digit")
+
+
+def synthetic_clips(n: int, sample_rate: int, seconds: float = 1.0, seed: int = 0) -> list[np.ndarray]:
+    """Speech-like test signals: harmonic tones with a moving pitch and formant-ish envelope, plus noise bursts."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    clips = []
+    for _ in range(n):
+        f0 = rng.uniform(90, 250) * (1 + 0.2 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t))
+        phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+        x = sum(np.sin(k * phase) / k * rng.uniform(0.2, 1) for k in range(1, 8))
+        env = np.clip(np.sin(2 * np.pi * rng.uniform(1, 4) * t + rng.uniform(0, 6)), 0, None)
+        noise = rng.normal(0, 0.05, t.shape) * (rng.uniform(size=t.shape) < 0.3)
+        y = (x * env + noise).astype(np.float32)
+        clips.append(0.8 * y / max(np.abs(y).max(), 1e-3))
+    return clips
 
 
 def load_eval_clips(data: str, split: str, sample_rate: int, limit: int | None) -> list[dict[str, Any]]:
@@ -42,8 +58,6 @@ def load_eval_clips(data: str, split: str, sample_rate: int, limit: int | None) 
     so a prefix holds all of them).
     """
     if data == "synthetic":
-        from omnitok.train.audio_codec import synthetic_clips
-
         return [{"key": f"synthetic-{i}", "audio": a, "text": "", "kind": "synthetic"}
                 for i, a in enumerate(synthetic_clips(limit or 8, sample_rate, seed=1))]
     folder = Path(data).expanduser()

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from omnitok.codecs.audio import AudioCodec
 from omnitok.codecs.losses.spectral import ReconstructionLoss
+from omnitok.eval.audio_codec import synthetic_clips
 
 __all__ = ["build_audio_codec", "load_clips", "synthetic_clips", "train"]
 
@@ -44,22 +45,6 @@ def build_audio_codec(cfg: dict[str, Any]) -> AudioCodec:
         if key in q:
             model[key] = q.pop(key)
     return AudioCodec(**model, quantizer_kwargs=q)
-
-
-def synthetic_clips(n: int, sample_rate: int, seconds: float = 1.0, seed: int = 0) -> list[np.ndarray]:
-    """Speech-like test signals: harmonic tones with a moving pitch and formant-ish envelope, plus noise bursts."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    clips = []
-    for _ in range(n):
-        f0 = rng.uniform(90, 250) * (1 + 0.2 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t))
-        phase = 2 * np.pi * np.cumsum(f0) / sample_rate
-        x = sum(np.sin(k * phase) / k * rng.uniform(0.2, 1) for k in range(1, 8))
-        env = np.clip(np.sin(2 * np.pi * rng.uniform(1, 4) * t + rng.uniform(0, 6)), 0, None)
-        noise = rng.normal(0, 0.05, t.shape) * (rng.uniform(size=t.shape) < 0.3)
-        y = (x * env + noise).astype(np.float32)
-        clips.append(0.8 * y / max(np.abs(y).max(), 1e-3))
-    return clips
 
 
 def load_clips(name: str, split: str, sample_rate: int, limit: int | None = None) -> list[np.ndarray]:
