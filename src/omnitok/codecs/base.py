@@ -15,7 +15,6 @@ records, so a token shard always names the exact weights that made it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -26,12 +25,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from omnitok._io import CheckpointError, load_safetensors, sha256_file, write_json_atomic
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder is missing, truncated, or disagrees with its config."""
 
 
 class Codec(nn.Module, ABC):
@@ -138,22 +135,6 @@ def load_codec(directory: str | os.PathLike[str], map_location: str = "cpu") -> 
     return Codec.from_pretrained(directory, map_location=map_location)
 
 
-# ----- file helpers (used by every checkpoint writer) ------------------------------------------
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def read_codec_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     directory = Path(directory)
     path = directory / CONFIG_NAME
@@ -169,20 +150,6 @@ def read_codec_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
         if key not in cfg:
             raise CheckpointError(f"{path}: missing key {key!r}")
     return cfg
-
-
-def load_safetensors(path: str | os.PathLike[str], map_location: str = "cpu") -> dict[str, Tensor]:
-    """Load a safetensors file with a clear error for a missing or truncated file."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: missing weights file")
-    try:
-        return load_file(str(path), device=map_location)
-    except (SafetensorError, OSError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: cannot read weights (truncated or corrupt?): {e}") from e
 
 
 def select_device(device: str | None = None) -> torch.device:

@@ -177,7 +177,7 @@ class Transformer(nn.Module):
         """Load a folder written by :meth:`save_pretrained` (or a training checkpoint folder)."""
         from safetensors.torch import load_file
 
-        from omnitok.codecs.base import CheckpointError
+        from omnitok._io import CheckpointError
 
         directory = Path(directory)
         cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
