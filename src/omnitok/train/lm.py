@@ -272,6 +272,13 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
                 print(f"omnitok train lm: no validation split ({e}); skipping evaluation", file=sys.stderr)
     val_start = val_source.state_dict() if val_source is not None else {}
     model_cfg = {**model_cfg, "vocab_size": int(model_cfg.get("vocab_size") or source.vocab_size)}
+    vocab_hash = getattr(source, "vocab_hash", None)
+    if vocab_hash is not None:  # record which vocabulary the ids mean, so generation can find and check it
+        first_meta = source.sources[0].sets[0].meta if hasattr(source, "sources") else {}
+        extra = {**(model_cfg.get("extra") or {}), "vocab_hash": vocab_hash}
+        if first_meta.get("vocab_dir"):
+            extra["vocab_dir"] = str(first_meta["vocab_dir"])
+        model_cfg["extra"] = extra
     if model_cfg["vocab_size"] < source.vocab_size:
         raise ValueError(f"model.vocab_size {model_cfg['vocab_size']} < the data's vocabulary {source.vocab_size}")
     mcfg = ModelConfig.from_dict(model_cfg)
@@ -308,7 +315,8 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
         optimizer.load_state_dict(ck["optimizer"])
     fwd = torch.compile(wrapped) if tc.compile else wrapped
     writer = MetricsWriter(out, resume_step=step if ckpt_path is not None else None, enabled=info.is_main)
-    full_config = {"model": mcfg.to_dict(), "train": dataclasses.asdict(tc), "data": data}
+    full_config = {"model": mcfg.to_dict(), "train": dataclasses.asdict(tc), "data": data,
+                   **{k: mcfg.extra[k] for k in ("vocab_hash", "vocab_dir") if k in (mcfg.extra or {})}}
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(full_config, indent=2) + "\n")
