@@ -55,3 +55,28 @@ def test_quickstart_debug_end_to_end(env):
     run_pipeline("debug", out, progress=False)
     again = json.loads((out / "timings.json").read_text())
     assert again["lm"] == timings["lm"] and again["codecs"] == timings["codecs"]
+    # changed settings redo their stage and the ones after it, nothing before
+    run_pipeline("debug", out, overrides=["eval.limit=1"], progress=False)
+    third = json.loads((out / "timings.json").read_text())
+    assert third["lm"] == timings["lm"] and third["codecs"] == timings["codecs"]
+    assert third["eval"]["fingerprint"] != timings["eval"]["fingerprint"]
+    assert json.loads((out / "eval.json").read_text())["tasks"]["t2i"]["n"] <= 10
+    run_pipeline("debug", out, overrides=["eval.limit=1", "lm.max_steps=2"], progress=False)
+    fourth = json.loads((out / "timings.json").read_text())
+    assert fourth["codecs"] == timings["codecs"] and fourth["tokenize"] == timings["tokenize"]
+    assert fourth["lm"]["fingerprint"] != timings["lm"]["fingerprint"]
+    assert fourth["eval"]["finished"] >= fourth["lm"]["finished"]
+    steps = [json.loads(line).get("step") for line in (out / "lm" / "metrics.jsonl").read_text().splitlines()]
+    assert max(s for s in steps if s is not None) == 2  # retrained from scratch with the new max_steps
+
+
+def test_stage_fingerprints_follow_their_sections():
+    from omnitok.quickstart import fingerprint
+
+    base = load_config("debug")
+    other = load_config("debug", ["eval.limit=7"])
+    assert fingerprint(base, "lm") == fingerprint(other, "lm")
+    assert fingerprint(base, "eval") != fingerprint(other, "eval")
+    more = load_config("debug", ["lm.max_steps=9"])
+    assert fingerprint(base, "tokenize") == fingerprint(more, "tokenize")
+    assert fingerprint(base, "lm") != fingerprint(more, "lm") != fingerprint(base, "eval")

@@ -4,8 +4,9 @@
     omnitok quickstart --preset debug          # the whole pipeline at test size (seconds)
     omnitok quickstart lm.max_steps=3000 eval.limit=100     # key=value overrides of the preset
 
-Stages (each prints a header, shows tqdm progress, and is skipped when its output exists, so a rerun continues
-where the last one stopped; ``--redo STAGE`` runs a stage again):
+Stages (each prints a header, shows tqdm progress, and is skipped when its output exists and was made from the
+same settings, so a rerun continues where the last one stopped; a stage whose settings (or whose upstream stage)
+changed since it ran is cleared and run again; ``--redo STAGE`` runs a stage and everything after it again):
 
 1. ``data``      digits (images + captions), a slice of emoji, flite-spoken digit strings and single digits,
                  moving-digit videos and a slice of the text corpus, built with ``omnitok data build`` under
@@ -24,9 +25,11 @@ Stage times (wall and CPU seconds) are kept in ``<out>/timings.json``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -81,27 +84,85 @@ def _cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-class Stages:
-    """Runs stages with a header, skips finished ones, records wall and CPU seconds in ``timings.json``."""
+# the config sections each stage reads (its own and its upstream stages')
+STAGE_KEYS: dict[str, tuple[str, ...]] = {
+    "data": ("data",),
+    "judge": (),
+    "codecs": ("data", "codecs", "codec_overrides"),
+    "tokenize": ("data", "codecs", "codec_overrides", "tokenize", "vocab", "val_limit"),
+    "lm": ("data", "codecs", "codec_overrides", "tokenize", "vocab", "val_limit", "lm"),
+    "eval": ("data", "codecs", "codec_overrides", "tokenize", "vocab", "val_limit", "lm", "eval"),
+    "report": (),
+}
 
-    def __init__(self, out: Path, redo: set[str]) -> None:
+
+def _preset_text(kind: str, name: Any) -> str:
+    """The text of a named codec / LM preset file, so editing a preset makes its stage stale too."""
+    path = CONFIG_DIR / kind / f"{name}.yaml"
+    return path.read_text() if isinstance(name, str) and path.is_file() else ""
+
+
+def fingerprint(cfg: dict[str, Any], stage: str) -> str:
+    """sha256 over the settings ``stage`` depends on (config sections and the preset files they name)."""
+    keys = STAGE_KEYS[stage]
+    part: dict[str, Any] = {k: cfg.get(k) for k in keys}
+    if "codecs" in keys:
+        part["codec_presets"] = {m: _preset_text("codec", v) for m, v in sorted((cfg.get("codecs") or {}).items())}
+    if "lm" in keys:
+        part["lm_preset"] = _preset_text("lm", (cfg.get("lm") or {}).get("preset"))
+    return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Stages:
+    """Runs stages with a header, skips finished ones, records wall and CPU seconds in ``timings.json``.
+
+    A stage is skipped only when its output exists, its settings fingerprint equals the one recorded when it
+    ran, and no upstream stage ran after it; otherwise its ``clear`` removes the stale output and it runs."""
+
+    def __init__(self, out: Path, redo: set[str], cfg: dict[str, Any] | None = None) -> None:
         self.out = out
-        self.redo = redo
+        self.cfg = cfg or {}
         self.path = out / "timings.json"
         self.timings: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.k = 0
+        self.ran: list[str] = []  # stages run (not skipped) in this call
+        # --redo STAGE redoes the stages after it as well (they read its output)
+        first = min((STAGES.index(r) for r in redo if r in STAGES), default=len(STAGES))
+        self.redo = set(redo) | {s for s in STAGES[first:] if s != "judge"}
 
-    def run(self, name: str, title: str, fn: Callable[[], Any], done: Callable[[], bool]) -> Any:
+    def _stale(self, name: str) -> str | None:
+        if name in ("judge", "report"):  # the judge is versioned by its own VERSION; the report always runs
+            return None
+        rec = self.timings.get(name) or {}
+        if rec.get("fingerprint") != fingerprint(self.cfg, name):
+            return "its settings changed" if rec.get("fingerprint") else "it has no settings record"
+        upstream = [s for s in self.ran if s != "judge"]
+        if upstream:
+            return f"stage {upstream[-1]} ran again"
+        return None
+
+    def run(self, name: str, title: str, fn: Callable[[], Any], done: Callable[[], bool],
+            clear: Callable[[], None] | None = None) -> Any:
         self.k += 1
         print(f"\n=== [{self.k}/{len(STAGES)}] {name}: {title} ===", flush=True)
         if name not in self.redo and done():
-            print(f"    (done before: {self.timings.get(name, {}).get('wall_s', '?')} s wall; skipped)", flush=True)
-            return None
+            why = self._stale(name)
+            if why is None:
+                print(f"    (done before: {self.timings.get(name, {}).get('wall_s', '?')} s wall; skipped)",
+                      flush=True)
+                return None
+            print(f"    (output exists but {why}: running it again)", flush=True)
+            if clear is not None:
+                clear()
+        elif name in self.redo and clear is not None and done():
+            clear()
+        self.ran.append(name)
         t0, c0 = time.perf_counter(), _cpu_seconds()
         result = fn()
         wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
         self.timings[name] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
-                              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+                              "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                              "fingerprint": fingerprint(self.cfg, name)}
         self.path.write_text(json.dumps(self.timings, indent=2))
         print(f"    {name} took {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
         return result
@@ -177,6 +238,7 @@ def _stage_tokenize(cfg: dict[str, Any], out: Path, data_root: Path, progress: b
     from omnitok.data.paths import dataset_dir
     from omnitok.data.tokenize import (
         CROSS_TASKS,
+        CodeCache,
         codec_input_size,
         load_or_build_vocab,
         spoken_digits,
@@ -190,6 +252,7 @@ def _stage_tokenize(cfg: dict[str, Any], out: Path, data_root: Path, progress: b
     device = select_device("auto")
     for codec in vocab.codecs.values():
         codec.to(device).eval()
+    cache = CodeCache().install(vocab)  # paired tasks share their images and clips: encode each once
     image_size = codec_input_size(vocab_dir, codecs, "image")
     video_size = codec_input_size(vocab_dir, codecs, "video")
     sample_rate = getattr(vocab.codecs.get("audio"), "sample_rate", None)
@@ -217,6 +280,7 @@ def _stage_tokenize(cfg: dict[str, Any], out: Path, data_root: Path, progress: b
                 progress=progress)
             print(f"    {entry['data']} ({split}): {stats['documents']} documents, {stats['tokens']} ids"
                   f"{' [done before]' if stats.get('resumed') else ''}", flush=True)
+    print(f"    codes reused for {cache.hits} of {cache.hits + cache.misses} media inputs", flush=True)
     (out / "tokens" / "DONE").write_text(json.dumps(cfg["tokenize"]))
 
 
@@ -283,7 +347,17 @@ def run_pipeline(preset: str = "quickstart", out: str | os.PathLike = "quickstar
     bad = redo - set(STAGES)
     if bad:
         raise ValueError(f"--redo: unknown stage(s) {sorted(bad)}; stages: {', '.join(STAGES)}")
-    st = Stages(out, redo)
+    st = Stages(out, redo, cfg)
+
+    def rm(*paths: Path) -> Callable[[], None]:
+        def clear() -> None:
+            for p in paths:
+                if p.is_dir():
+                    shutil.rmtree(p)
+                elif p.exists():
+                    p.unlink()
+        return clear
+
     t0 = time.perf_counter()
     st.run("data", "build digits, emoji, speech, video and text", lambda: _stage_data(cfg, root, progress),
            lambda: _data_done(cfg, root))
@@ -299,13 +373,14 @@ def run_pipeline(preset: str = "quickstart", out: str | os.PathLike = "quickstar
 
     st.run("judge", "train the digit-classifier judge", judge, judge_done)
     st.run("codecs", "train the text, image, speech and video codecs",
-           lambda: _stage_codecs(cfg, out, root, progress), lambda: _codecs_done(out))
+           lambda: _stage_codecs(cfg, out, root, progress), lambda: _codecs_done(out), rm(out / "codecs"))
     st.run("tokenize", "build the vocabulary and token shards for every task",
-           lambda: _stage_tokenize(cfg, out, root, progress), lambda: _tokens_done(cfg, out))
+           lambda: _stage_tokenize(cfg, out, root, progress), lambda: _tokens_done(cfg, out),
+           rm(out / "tokens", out / "vocab"))
     st.run("lm", "train the one any-to-any model", lambda: _stage_lm(cfg, out, device, progress),
-           lambda: (out / "lm" / "final" / "model.safetensors").is_file())
+           lambda: (out / "lm" / "final" / "model.safetensors").is_file(), rm(out / "lm"))
     st.run("eval", "judge the model with outside judges", lambda: _stage_eval(cfg, out, root, judge_dir, device, progress),
-           lambda: (out / "eval.json").is_file() and "lm" not in redo)
+           lambda: (out / "eval.json").is_file(), rm(out / "eval.json", out / "media"))
 
     def report() -> None:
         from omnitok.report.html import write_report

@@ -56,6 +56,19 @@ def test_plan_is_deterministic_and_interleaved() -> None:
         speech.plan(engines=("festival",))
 
 
+def test_plan_single_voice() -> None:
+    kw = {"sentence_list": SENTENCES * 10, "emoji_list": ["red apple"]}
+    one = speech.plan(seed=0, digits=40, single_digits=10, emoji=0, sentences_count=0, engines=("flite",),
+                      voices=("awb",), **kw)
+    assert {u.voice for u in one} == {"awb"} and len(one) == 50
+    both = speech.plan(seed=0, digits=40, single_digits=10, emoji=0, sentences_count=0, engines=("flite",),
+                       voices=("awb", "slt"), **kw)
+    assert {u.voice for u in both} == {"awb", "slt"}
+    assert [u.text for u in both] == [u.text for u in one]  # the words do not depend on the voices
+    with pytest.raises(ValueError, match="voices"):
+        speech.plan(engines=("flite",), voices=("nobody",))
+
+
 def test_text_sources() -> None:
     names = speech.emoji_names()
     assert len(names) > 1500 and "grinning face" in names and all(n == n.lower() for n in names)

@@ -10,7 +10,7 @@ from omnitok.cli import main
 from omnitok.data.media import encode_png
 from omnitok.data.shards import write_shard
 from omnitok.data.token_shards import TokenShards
-from omnitok.data.tokenize import build_document, codec_input_size, parse_codecs, pick_partner
+from omnitok.data.tokenize import CodeCache, build_document, codec_input_size, parse_codecs, pick_partner
 from omnitok.data.types import Example
 from omnitok.vocab import TASKS, Audio, Image, Text, Vocabulary
 from omnitok.vocab.debug import DebugAudioCodec, DebugImageCodec, DebugVideoCodec, debug_text_codec
@@ -175,3 +175,32 @@ def test_each_rank_tokenises_its_own_part(root, codec_dirs, tmp_path, monkeypatc
     vocab = Vocabulary.load(vdir)
     captions = sorted(vocab.decode(ts[i], data=True).segments[1].text for i in range(24))
     assert captions == sorted(f"handwritten digit {WORDS[i % 10]}" for i in range(24))
+
+
+def test_code_cache_encodes_shared_media_once(root, codec_dirs, tmp_path) -> None:
+    from omnitok.data.tokenize import load_or_build_vocab, tokenize_dataset
+    from omnitok.data.dataset import ShardDataset
+
+    codecs = {m: str(p) for m, p in codec_dirs.items()}
+    plain = load_or_build_vocab(tmp_path / "vocab", codecs)
+    cached = Vocabulary.load(tmp_path / "vocab")
+    cache = CodeCache().install(cached)
+    wrapped = cached.codecs["image"].encode
+    x = torch.rand(5, 3, 16, 16) * 2 - 1
+    ref = plain.codecs["image"].encode(x)
+    assert torch.equal(cached.codecs["image"].encode(x), ref) and (cache.hits, cache.misses) == (0, 5)
+    assert torch.equal(cached.codecs["image"].encode(x[[3, 1]]), ref[[3, 1]]) and cache.hits == 2
+    mixed = torch.cat([x[:2], torch.rand(1, 3, 16, 16)])
+    assert torch.equal(cached.codecs["image"].encode(mixed)[:2], ref[:2]) and cache.misses == 6
+    cache.install(cached)
+    assert cached.codecs["image"].encode is wrapped  # installing twice wraps once
+    # the paired tasks give the same documents with and without the cache, and the second encodes nothing new
+    ds = lambda: ShardDataset("digits", "train", root=root, decode=False)  # noqa: E731
+    for task, out in (("caption2image", "a"), ("image2caption", "b")):
+        before = cache.misses
+        tokenize_dataset(cached, ds(), tmp_path / f"c-{out}", task, image_size=16, progress=False)
+        tokenize_dataset(plain, ds(), tmp_path / f"p-{out}", task, image_size=16, progress=False)
+        a, b = TokenShards(tmp_path / f"c-{out}"), TokenShards(tmp_path / f"p-{out}")
+        assert len(a) == len(b) == 24 and all(np.array_equal(a[i], b[i]) for i in range(24))
+        if task == "image2caption":
+            assert cache.misses == before  # every image came from the cache

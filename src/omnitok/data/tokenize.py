@@ -48,7 +48,7 @@ from omnitok.vocab.document import TASKS, Audio, Document, Image, Text, Video
 from omnitok.vocab.special import MODALITY_IDS
 from omnitok.vocab.vocabulary import Vocabulary
 
-__all__ = ["DATASET_TASKS", "add_arguments", "build_document", "run", "tokenize_dataset"]
+__all__ = ["DATASET_TASKS", "CodeCache", "add_arguments", "build_document", "run", "tokenize_dataset"]
 
 #: dataset -> (default task, tasks it supports)
 DATASET_TASKS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -66,6 +66,45 @@ EXTS = {"image": ("png", "jpg", "jpeg", "webp"), "audio": ("flac", "wav"), "vide
 
 
 # ----- examples -> documents ---------------------------------------------------------------------------
+class CodeCache:
+    """Remembers the codes of every media tensor a vocabulary's codecs encode (keyed by a hash of the tensor's
+    bytes and shape), so tasks that share media (caption2image and image2caption, transcript2speech and
+    speech2transcript, image2speech and speech2image) encode each image or clip once.
+
+    ``CodeCache().install(vocab)`` wraps the ``encode`` of each loaded media codec in place; codes equal those of
+    the plain codec (encoding is per example: codecs in eval mode have no batch-dependent layers).
+    """
+
+    def __init__(self) -> None:
+        self.store: dict[tuple[str, str], torch.Tensor] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def install(self, vocab: Vocabulary) -> CodeCache:
+        for modality, codec in vocab.codecs.items():
+            if modality != "text" and not getattr(codec.encode, "_code_cache", False):
+                codec.encode = self._wrap(modality, codec.encode)
+        return self
+
+    def _wrap(self, modality: str, inner: Any) -> Any:
+        def encode(x: Any, *args: Any, **kwargs: Any) -> Any:
+            if not isinstance(x, torch.Tensor) or args or kwargs or x.dim() < 2:
+                return inner(x, *args, **kwargs)
+            rows = x.detach().cpu().contiguous()
+            keys = [(modality, hashlib.sha1(r.numpy().tobytes()).hexdigest() + str(tuple(r.shape))) for r in rows]
+            missing = [i for i, k in enumerate(keys) if k not in self.store]
+            self.hits += len(keys) - len(missing)
+            self.misses += len(missing)
+            if missing:
+                codes = inner(x[missing]).cpu()
+                for i, c in zip(missing, codes):
+                    self.store[keys[i]] = c
+            return torch.stack([self.store[k] for k in keys])
+
+        encode._code_cache = True  # type: ignore[attr-defined]
+        return encode
+
+
 def _caption(meta: dict[str, Any]) -> str:
     return str(meta.get("caption") or meta.get("transcript") or "")
 

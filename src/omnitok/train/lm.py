@@ -66,6 +66,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | bf16 | fp32
     distributed: str = "ddp"  # ddp | fsdp (only used under torchrun)
     cfg_dropout: float = 0.1  # passed to the mixture loader
+    loss_on_condition: bool = True  # False: no loss on the condition segment (the prompt) of paired documents
     ratios: dict[str, float] | None = None  # mixture ratio per source name (folder name; or DIR@ratio in --data)
     val_data: str | None = None  # comma-separated val folders; default: --data with .../train/... -> .../val/...
     halt_after: int = 0  # stop after this optimizer step as if killed (tests of --resume); 0 = off
@@ -173,7 +174,8 @@ def make_source(data: str, tc: TrainConfig, split: str, rank: int, world: int,
         r = float(ratio) if ratio else float((tc.ratios or {}).get(name, 1.0))
         sources[name] = (r, [d])
     return MixtureLoader(sources, tc.seq_len, tc.batch_size, seed=tc.seed, rank=rank, world_size=world,
-                         cfg_dropout=tc.cfg_dropout if split == "train" else 0.0)
+                         cfg_dropout=tc.cfg_dropout if split == "train" else 0.0,
+                         loss_on_condition=tc.loss_on_condition)
 
 
 def source_name(folder: str) -> str:
