@@ -178,8 +178,8 @@ def test_each_rank_tokenises_its_own_part(root, codec_dirs, tmp_path, monkeypatc
 
 
 def test_code_cache_encodes_shared_media_once(root, codec_dirs, tmp_path) -> None:
-    from omnitok.data.tokenize import load_or_build_vocab, tokenize_dataset
     from omnitok.data.dataset import ShardDataset
+    from omnitok.data.tokenize import load_or_build_vocab, tokenize_dataset
 
     codecs = {m: str(p) for m, p in codec_dirs.items()}
     plain = load_or_build_vocab(tmp_path / "vocab", codecs)
