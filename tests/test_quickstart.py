@@ -80,3 +80,7 @@ def test_stage_fingerprints_follow_their_sections():
     more = load_config("debug", ["lm.max_steps=9"])
     assert fingerprint(base, "tokenize") == fingerprint(more, "tokenize")
     assert fingerprint(base, "lm") != fingerprint(more, "lm") != fingerprint(base, "eval")
+    reweighted = load_config("debug")
+    reweighted["tokenize"][0]["ratio"] = 9.0  # a mixture ratio is read by the LM, not by the tokeniser
+    assert fingerprint(base, "tokenize") == fingerprint(reweighted, "tokenize")
+    assert fingerprint(base, "lm") != fingerprint(reweighted, "lm")
