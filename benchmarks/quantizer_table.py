@@ -52,6 +52,7 @@ import json
 import math
 import os
 import platform
+import resource
 import shlex
 import subprocess
 import sys
@@ -103,15 +104,22 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_cmd(cmd: list[str], log) -> float:
-    """Run ``cmd`` (stdout/stderr to ``log``); return its wall seconds; raise on failure."""
+def run_cmd(cmd: list[str], log) -> tuple[float, float]:
+    """Run ``cmd`` (stdout/stderr to ``log``); return (wall seconds, CPU seconds); raise on failure.
+
+    CPU seconds (user + system of the child) are the figure to compare on a shared machine, where a
+    niced child can wait for a core for a long time and wall seconds mostly measure the other jobs.
+    """
     log.write(f"$ {shlex.join(cmd)}\n")
     log.flush()
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"command failed ({proc.returncode}): {shlex.join(cmd)}")
-    return time.perf_counter() - t0
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def train_usage(codec_dir: Path, split: str = "train") -> dict[str, Any]:
@@ -158,15 +166,15 @@ def do_run(slug: str, k: int, args: argparse.Namespace, base: Path) -> dict[str,
     eval_dir = rel / "eval"
     eval_cmd = [OMNITOK, "eval", "codec", str(rel / "codec"), "--data", "emoji", "--split", "test",
                 "--out", str(eval_dir)]
-    train_wall = eval_wall = None
+    train_wall = eval_wall = train_cpu = eval_cpu = None
     with (run_dir / "commands.log").open("a") as log:
         if not (run_dir / "codec" / "config.json").exists():
             cmd = train_cmd + (["--resume"] if list((run_dir / "checkpoints").glob("step-*/train_state.pt")) else [])
             print(f"[train] {slug} K={k}: {shlex.join(cmd)}", flush=True)
-            train_wall = run_cmd(cmd, log)
+            train_wall, train_cpu = run_cmd(cmd, log)
         if not (run_dir / "eval" / "metrics.json").exists():
             print(f"[eval]  {slug} K={k}", flush=True)
-            eval_wall = run_cmd(eval_cmd, log)
+            eval_wall, eval_cpu = run_cmd(eval_cmd, log)
     m = json.loads((run_dir / "eval" / "metrics.json").read_text())
     t0 = time.perf_counter()
     usage_tr = train_usage(run_dir / "codec")
@@ -187,7 +195,9 @@ def do_run(slug: str, k: int, args: argparse.Namespace, base: Path) -> dict[str,
         "seed": args.seed,
         "train_seconds": m.get("train", {}).get("seconds"),
         "train_wall_seconds": train_wall,
+        "train_cpu_seconds": train_cpu,
         "eval_seconds": m.get("eval_seconds"),
+        "eval_cpu_seconds": eval_cpu,
         "eval_wall_seconds": eval_wall,
         "psnr": m["psnr"],
         "ssim": m["ssim"],
@@ -257,8 +267,9 @@ def write_results(rows: list[dict[str, Any]], args: argparse.Namespace, started:
             "Eval usage for RVQ pools both levels into one histogram of K/2 bins.",
             "usage_ceiling_test = 1 - exp(-tokens/K): expected usage of a uniform quantizer on emoji/test "
             "(22,912 tokens); usage_train is measured on emoji/train (409,344 tokens).",
-            "train_seconds is the trainer's own clock (one thread, nice 19, on a 2-core machine shared "
-            "with another job), so timings are indicative only.",
+            "train_seconds is the trainer's own wall clock (one thread, nice 19, on a 2-core machine "
+            "shared with other jobs), so it includes time spent waiting for a core; train_cpu_seconds "
+            "(user + system CPU of the training process, when this script ran the training) does not.",
         ],
         "runs": rows,
     }

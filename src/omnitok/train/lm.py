@@ -67,6 +67,7 @@ class TrainConfig:
     distributed: str = "ddp"  # ddp | fsdp (only used under torchrun)
     cfg_dropout: float = 0.1  # passed to the mixture loader
     loss_on_condition: bool = True  # False: no loss on the condition segment (the prompt) of paired documents
+    embed_init: str = "random"  # random | codebook (media code rows from their codec latents: train/embed_init.py)
     ratios: dict[str, float] | None = None  # mixture ratio per source name (folder name; or DIR@ratio in --data)
     val_data: str | None = None  # comma-separated val folders; default: --data with .../train/... -> .../val/...
     halt_after: int = 0  # stop after this optimizer step as if killed (tests of --resume); 0 = off
@@ -292,6 +293,20 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
     ckpt_path = latest_checkpoint(out) if resume else None
     if resume and ckpt_path is None and info.is_main:
         print(f"omnitok train lm: --resume but no checkpoint under {out}; starting fresh", file=sys.stderr)
+    if tc.embed_init not in ("random", "codebook"):
+        raise ValueError(f"train.embed_init must be random or codebook, got {tc.embed_init!r}")
+    if tc.embed_init == "codebook" and ckpt_path is None:
+        from omnitok.train.embed_init import codebook_embedding_init
+        from omnitok.vocab.vocabulary import Vocabulary
+
+        vocab_dir = (mcfg.extra or {}).get("vocab_dir")
+        if not vocab_dir:
+            raise ValueError("train.embed_init=codebook needs token shards that record their vocabulary folder")
+        rows = codebook_embedding_init(model.embed_tokens.weight.data, Vocabulary.load(vocab_dir),
+                                       std=mcfg.init_std, seed=tc.seed)
+        if info.is_main:
+            print(f"omnitok train lm: embeddings of media codes set from their codec latents: {rows}",
+                  file=sys.stderr)
     if ckpt_path is not None:
         ck = load_checkpoint(ckpt_path)
         state = ck["model"]
