@@ -84,3 +84,48 @@ def test_stage_fingerprints_follow_their_sections():
     reweighted["tokenize"][0]["ratio"] = 9.0  # a mixture ratio is read by the LM, not by the tokeniser
     assert fingerprint(base, "tokenize") == fingerprint(reweighted, "tokenize")
     assert fingerprint(base, "lm") != fingerprint(reweighted, "lm")
+
+
+def test_stages_skip_rerun_and_clear(tmp_path):
+    from omnitok.quickstart import Stages
+
+    cfg = load_config("debug")
+    other = load_config("debug", ["lm.max_steps=9"])
+    out = tmp_path / "qs"
+    out.mkdir()
+    marker = out / "lm-output"
+    calls: list[str] = []
+
+    def stage(st: Stages, fail: bool = False) -> None:
+        def fn() -> None:
+            calls.append("run")
+            marker.write_text("partial" if fail else "done")
+            if fail:
+                raise RuntimeError("killed")
+
+        def clear() -> None:
+            calls.append("clear")
+            marker.unlink(missing_ok=True)
+
+        st.run("lm", "train", fn, lambda: marker.is_file() and marker.read_text() == "done", clear)
+
+    stage(Stages(out, set(), cfg))
+    stage(Stages(out, set(), cfg))  # same settings: skipped
+    assert calls == ["run"]
+    stage(Stages(out, {"lm"}, cfg))  # --redo clears and runs
+    assert calls == ["run", "clear", "run"]
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        stage(Stages(out, set(), other), fail=True)  # settings changed: cleared, then killed half way
+    assert calls == ["clear", "run"]
+    calls.clear()
+    stage(Stages(out, set(), other))  # the unfinished run had these settings: it continues (no clear)
+    assert calls == ["run"]
+    calls.clear()
+    marker.write_text("partial")
+    json_path = out / "timings.json"
+    rec = json.loads(json_path.read_text())
+    rec["lm"]["started"] = "something-else"
+    json_path.write_text(json.dumps(rec))
+    stage(Stages(out, set(), other))  # an unfinished run with other settings starts afresh
+    assert calls == ["clear", "run"]

@@ -158,13 +158,18 @@ class Stages:
                 clear()
         elif name in self.redo and clear is not None and done():
             clear()
+        elif clear is not None and self.timings.get(name, {}).get("started") not in (None, fingerprint(self.cfg, name)):
+            print("    (an unfinished run of this stage used other settings: starting it afresh)", flush=True)
+            clear()  # a killed run resumes from its checkpoints only when its settings are unchanged
         self.ran.append(name)
+        self.timings[name] = {**self.timings.get(name, {}), "started": fingerprint(self.cfg, name)}
+        self.path.write_text(json.dumps(self.timings, indent=2))
         t0, c0 = time.perf_counter(), _cpu_seconds()
         result = fn()
         wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
         self.timings[name] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                               "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-                              "fingerprint": fingerprint(self.cfg, name)}
+                              "fingerprint": fingerprint(self.cfg, name), "started": fingerprint(self.cfg, name)}
         self.path.write_text(json.dumps(self.timings, indent=2))
         print(f"    {name} took {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
         return result
