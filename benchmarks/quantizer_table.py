@@ -217,7 +217,9 @@ def do_run(slug: str, k: int, args: argparse.Namespace, base: Path) -> dict[str,
         "commands": {"train": shlex.join(train_cmd), "eval": shlex.join(eval_cmd),
                      "env": "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1, under the caller's nice"},
     }
-    row_path.write_text(json.dumps(row, indent=2) + "\n")
+    tmp = row_path.with_name(f"row.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(row, indent=2) + "\n")
+    tmp.replace(row_path)  # atomic: a concurrent invocation never reads half a row
     return row
 
 
@@ -275,7 +277,7 @@ def write_results(rows: list[dict[str, Any]], args: argparse.Namespace, started:
     }
     path = Path(args.out_json)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: invocations may run side by side
     tmp.write_text(json.dumps(out, indent=2) + "\n")
     tmp.replace(path)
 
