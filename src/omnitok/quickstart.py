@@ -339,7 +339,25 @@ def _stage_eval(cfg: dict[str, Any], out: Path, data_root: Path, judge_dir: Path
 def run_pipeline(preset: str = "quickstart", out: str | os.PathLike = "quickstart", *,
                    data_root: str | os.PathLike | None = None, overrides: list[str] | None = None,
                    device: str = "auto", redo: set[str] | None = None, progress: bool = True) -> Path:
-    """Run (or continue) the quickstart; returns the path of report.html."""
+    """Run (or continue) the quickstart; returns the path of report.html.
+
+    The stages read datasets from the quickstart's own cache root, so ``OMNITOK_HOME`` points there while they
+    run; it (and ``OMNITOK_NPM_DIR``) is put back afterwards, so a second call in the same process finds the
+    same root."""
+    saved = {k: os.environ.get(k) for k in ("OMNITOK_HOME", "OMNITOK_NPM_DIR")}
+    try:
+        return _run_pipeline(preset, out, data_root=data_root, overrides=overrides, device=device, redo=redo,
+                             progress=progress)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_pipeline(preset: str, out: str | os.PathLike, *, data_root: str | os.PathLike | None,
+                  overrides: list[str] | None, device: str, redo: set[str] | None, progress: bool) -> Path:
     from omnitok.data.paths import cache_root, npm_prefix
 
     cfg = load_config(preset, overrides)
