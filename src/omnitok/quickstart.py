@@ -106,8 +106,8 @@ def fingerprint(cfg: dict[str, Any], stage: str) -> str:
     """sha256 over the settings ``stage`` depends on (config sections and the preset files they name)."""
     keys = STAGE_KEYS[stage]
     part: dict[str, Any] = {k: cfg.get(k) for k in keys}
-    if stage in ("codecs", "tokenize") and part.get("tokenize") is not None:
-        part["tokenize"] = _token_specs(cfg)  # mixture ratios are the LM's business
+    if stage == "tokenize":
+        part["tokenize"] = _token_specs(cfg.get("tokenize"))  # mixture ratios are the LM's business
     if "codecs" in keys:
         part["codec_presets"] = {m: _preset_text("codec", v) for m, v in sorted((cfg.get("codecs") or {}).items())}
     if "lm" in keys:
@@ -291,14 +291,14 @@ def _stage_tokenize(cfg: dict[str, Any], out: Path, data_root: Path, progress: b
     (out / "tokens" / "DONE").write_text(json.dumps(cfg["tokenize"]))
 
 
-def _token_specs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+def _token_specs(entries: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """The tokenize entries without their mixture ratios (what the token shards depend on)."""
-    return [{k: v for k, v in e.items() if k != "ratio"} for e in cfg.get("tokenize") or []]
+    return [{k: v for k, v in e.items() if k != "ratio"} for e in entries or []]
 
 
 def _tokens_done(cfg: dict[str, Any], out: Path) -> bool:
     done = out / "tokens" / "DONE"
-    return done.is_file() and _token_specs({"tokenize": json.loads(done.read_text())}) == _token_specs(cfg)
+    return done.is_file() and _token_specs(json.loads(done.read_text())) == _token_specs(cfg["tokenize"])
 
 
 def _stage_lm(cfg: dict[str, Any], out: Path, device: str, progress: bool) -> None:

@@ -32,9 +32,11 @@ def code_latents(quantizer: torch.nn.Module, level: int) -> Tensor:
     n_q, k = int(quantizer.num_codebooks), int(quantizer.codebook_size)
     if not 0 <= level < n_q:
         raise ValueError(f"level {level} out of range for a quantizer with {n_q} codebooks")
-    codes = torch.zeros(k, n_q, dtype=torch.long)
-    codes[:, level] = torch.arange(k)
-    lat = quantizer.codes_to_latents(codes).float()  # (K, D)
+    tensors = [*quantizer.parameters(), *quantizer.buffers()]
+    device = tensors[0].device if tensors else torch.device("cpu")
+    codes = torch.zeros(k, n_q, dtype=torch.long, device=device)
+    codes[:, level] = torch.arange(k, device=device)
+    lat = quantizer.codes_to_latents(codes).float().cpu()  # (K, D)
     return lat - lat.mean(0, keepdim=True)
 
 
@@ -55,7 +57,7 @@ def codebook_embedding_init(embed: Tensor, vocab: Vocabulary, *, std: float, see
             continue
         for level in range(int(quantizer.num_codebooks)):
             lo, hi = vocab.id_range(modality, level)
-            z = code_latents(quantizer.cpu(), level)[: hi - lo]
+            z = code_latents(quantizer, level)[: hi - lo]  # the codec stays where it is
             z = z / z.std(0, keepdim=True).clamp_min(1e-6)  # (K, D) standardised
             w = torch.randn(z.shape[1], (dim + 1) // 2, generator=gen)
             proj = z @ w  # (K, dim/2)
