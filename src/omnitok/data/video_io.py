@@ -55,7 +55,7 @@ def write_mp4(
     """Encode (T, H, W, 3) uint8 RGB frames as an mp4 and return its bytes.
 
     H.264 via libx264 with constant quality ``crf`` (0 = lossless, 18 = visually near-lossless),
-    one thread so the bytes are the same on every run. ``pix_fmt`` 'yuv444p' keeps full colour
+    one thread and explicit timestamps; the bytes are usually, not always, the same on every run (see docs/data.md). ``pix_fmt`` 'yuv444p' keeps full colour
     resolution (fine for PyAV / ffmpeg, not every player). Falls back to 'mpeg4' when libx264 is absent.
     """
     global _warned_fallback
@@ -85,14 +85,16 @@ def write_mp4(
         stream.pix_fmt = pix_fmt if codec == "libx264" else "yuv420p"
         stream.codec_context.thread_count = 1
         if codec == "libx264":
-            stream.options = {"crf": str(crf), "preset": preset}
+            stream.options = {"crf": str(crf), "preset": preset, "threads": "1"}  # x264 itself: one thread
         else:
             stream.codec_context.qscale = 2  # type: ignore[attr-defined]
             stream.codec_context.bit_rate = 0
         if (ph, pw) != (h, w):
             container.metadata["comment"] = f"omnitok_size={w}x{h}"
-        for frame in x:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+        for i, frame in enumerate(x):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, 1) / rate  # explicit timestamps: the encoder must not guess them
+            for packet in stream.encode(vf):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
