@@ -30,6 +30,31 @@ def test_shapes_and_loss():
     assert m.num_params() == m.config.num_params()
 
 
+def test_logits_mask_selects_positions_and_keeps_the_loss():
+    m = small_model()
+    idx = torch.randint(0, 61, (3, 12))
+    targets = torch.randint(0, 61, (3, 12))
+    targets[0, :5] = -100
+    targets[2, 7:] = -100
+    keep = targets != -100
+    full, full_loss = m(idx, targets)
+    sel, sel_loss = m(idx, targets, logits_mask=keep)
+    assert sel.shape == (int(keep.sum()), 61)
+    torch.testing.assert_close(sel, full[keep])
+    torch.testing.assert_close(sel_loss, full_loss)
+    # gradients too: the masked forward trains the same model
+    m.train()
+    m.zero_grad()
+    m(idx, targets)[1].backward()
+    g_full = [p.grad.clone() for p in m.parameters()]
+    m.zero_grad()
+    m(idx, targets, logits_mask=keep)[1].backward()
+    for a, b in zip(g_full, [p.grad for p in m.parameters()]):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="logits_mask"):
+        m(idx, logits_mask=keep[:, :4])
+
+
 def test_causality():
     m = small_model()
     idx = torch.randint(0, 61, (1, 16))

@@ -35,8 +35,9 @@ def lm_loss(logits: Tensor, targets: Tensor, z_loss: float = 0.0, ignore_index: 
     """Next-token cross-entropy (+ z-loss) summed over targets != ignore_index, divided by ``normalizer``
     (default: the number of such targets, i.e. the mean).
 
-    logits (B, T, V) aligned with targets (B, T) (targets already shifted: target t is the id after t).
-    Returns (loss scalar, per-token cross-entropy (B, T) float32 with 0 on ignored positions).
+    logits (B, T, V) aligned with targets (B, T) (targets already shifted: target t is the id after t), or
+    logits (N, V) with targets (N,) for selected positions.
+    Returns (loss scalar, per-token cross-entropy shaped like targets, float32, 0 on ignored positions).
     """
     V = logits.shape[-1]
     flat = logits.float().view(-1, V)
@@ -110,7 +111,7 @@ class Transformer(nn.Module):
 
     def forward(self, idx: Tensor, targets: Tensor | None = None, position_ids: Tensor | None = None,
                 document_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                kv_cache: Any = None) -> tuple[Tensor, Tensor | None]:
+                kv_cache: Any = None, logits_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """idx (B, T) long -> logits (B, T, V) (autocast dtype, else the weights' dtype), loss or None.
 
         targets (B, T): next-token ids aligned with idx (already shifted), -100 = no loss.
@@ -119,6 +120,9 @@ class Transformer(nn.Module):
         attention_mask (B, T) bool: only with ``kv_cache``; False marks (left) padding.
         kv_cache: a :class:`~omnitok.model.kv_cache.StaticKVCache`; usually driven through its
         ``prefill`` / ``decode_step`` / ``extend`` methods rather than directly.
+        logits_mask (B, T) bool: compute the head only where True and return logits (N, V) for those N
+        positions in row-major order (training with no loss on the condition skips the prompt's logits);
+        ``targets`` are then taken at the same positions.
         """
         if idx.dim() != 2 or idx.dtype != torch.long:
             raise ValueError(f"idx must be (B, T) int64, got {tuple(idx.shape)} {idx.dtype}")
@@ -146,8 +150,15 @@ class Transformer(nn.Module):
                 x = layer(x, cos, sin, mask, cache, write_slots)
         if kv_cache is not None:
             kv_cache.advance(T)
+        if logits_mask is not None:
+            if logits_mask.shape != (B, T) or logits_mask.dtype != torch.bool:
+                raise ValueError(f"logits_mask must be (B, T) = {(B, T)} bool, got {tuple(logits_mask.shape)} "
+                                 f"{logits_mask.dtype}")
+            x = x[logits_mask]  # (N, C)
+            if targets is not None:
+                targets = targets[logits_mask]  # (N,)
         x = self.norm(x)
-        logits = self.lm_head(x)  # (B, T, V)
+        logits = self.lm_head(x)  # (B, T, V) or (N, V)
         if targets is None:
             return logits, None
         loss, _ = lm_loss(logits, targets, self.config.z_loss)

@@ -7,9 +7,9 @@ Called by ``omnitok train codec --preset speech16k`` (:mod:`omnitok.train.codec`
     model:     AudioCodec arguments (sample_rate, ratios, dim, enc_channels, dec_channels, ...)
     quantizer: {num_codebooks, codebook_size, quantizer_dropout, **ResidualVQ / VectorQuantizer kwargs}
     loss:      {l1, stft, mel, vq, adversarial, feature, adversarial_start, fft_sizes, mel_windows}
-    train:     {steps, batch_size, lr, warmup, betas, grad_clip, log_every, save_every, threads, seed}
+    train:     {steps, batch_size, lr, warmup, betas, grad_clip, log_every, save_every, threads, device, seed}
 
-Training is on random fixed-length segments of the clips held in memory (a clip shorter than a segment is
+``train.device`` is ``auto`` by default (the GPU when there is one). Training is on random fixed-length segments of the clips held in memory (a clip shorter than a segment is
 zero-padded). The loss is ``l1 * |x - x'| + stft * MR-STFT + mel * multi-scale mel + vq * RVQ loss``, plus,
 from step ``adversarial_start`` when ``adversarial > 0``, a multi-scale STFT discriminator (hinge) with
 feature matching. Output: ``out_dir/checkpoints/step_N`` (resumable) and ``out_dir/codec`` (the codec folder,
@@ -118,7 +118,10 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
     torch.manual_seed(seed)
     random.seed(seed)
 
-    codec = build_audio_codec(cfg)
+    from omnitok.codecs.base import select_device
+
+    device = select_device(tcfg.get("device", "auto"))
+    codec = build_audio_codec(cfg).to(device)
     sr = codec.sample_rate
     seg = max(round(float(dcfg.get("segment_seconds", 0.64)) * sr / codec.hop), 1) * codec.hop
     clips = load_clips(str(dcfg.get("name", "speech")), str(dcfg.get("split", "train")), sr, dcfg.get("limit"))
@@ -128,7 +131,7 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
                                fft_sizes=lcfg.get("fft_sizes", (2048, 1024, 512, 256, 128)),
                                mel_windows=lcfg.get("mel_windows", (64, 128, 256, 512, 1024, 2048)),
                                mel_floor=float(lcfg.get("mel_floor", 1e-5)),
-                               stft_floor=float(lcfg.get("stft_floor", 1e-5)))
+                               stft_floor=float(lcfg.get("stft_floor", 1e-5))).to(device)
     vq_weight = float(lcfg.get("vq", 1.0))
     adv_weight, feat_weight = float(lcfg.get("adversarial", 0.0)), float(lcfg.get("feature", 0.0))
     adv_start = int(lcfg.get("adversarial_start", 0))
@@ -137,7 +140,7 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
         from omnitok.codecs.losses.stft_discriminator import MultiScaleSTFTDiscriminator
 
         disc = MultiScaleSTFTDiscriminator(lcfg.get("disc_fft_sizes", (1024, 512, 256)),
-                                           int(lcfg.get("disc_channels", 16)))
+                                           int(lcfg.get("disc_channels", 16))).to(device)
 
     steps, bs = int(tcfg.get("steps", 1000)), int(tcfg.get("batch_size", 8))
     lr, warmup = float(tcfg.get("lr", 1e-3)), int(tcfg.get("warmup", 50))
@@ -148,7 +151,7 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
     start = 0
     ckpt = latest_checkpoint(out_dir) if resume else None
     if ckpt is not None:
-        state = load_checkpoint(ckpt)
+        state = load_checkpoint(ckpt)  # tensors on the CPU; load_state_dict copies them to the device
         own = codec.state_dict()
         codec.load_state_dict({k: v for k, v in state["model"].items() if k in own})
         if disc is not None:
@@ -166,7 +169,8 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
     print(f"AudioCodec: {sum(p.numel() for p in codec.parameters()) / 1e6:.2f}M params, hop {codec.hop}, "
           f"{codec.frame_rate:g} frames/s, {codec.num_codebooks} x {codec.codebook_size} codes "
           f"-> {codec.bitrate() / 1000:g} kbps at {codec.num_codebooks} codebooks "
-          f"({codec.bitrate(1) / 1000:g} kbps per codebook); {len(clips)} clips, segments of {seg} samples")
+          f"({codec.bitrate(1) / 1000:g} kbps per codebook); {len(clips)} clips, segments of {seg} samples; "
+          f"on {device}")
     codec.train()
     t0, last = time.perf_counter(), {}
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="audio codec",
@@ -174,7 +178,7 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = _lr(step, lr, warmup, steps)
-        x = sampler.batch(bs)  # (B, 1, seg)
+        x = sampler.batch(bs).to(device, non_blocking=True)  # (B, 1, seg)
         out = codec(x)
         loss, parts = recon(out.audio, x)
         loss = loss + vq_weight * out.vq_loss
@@ -211,7 +215,7 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
     bar.close()
     _save(out_dir, steps, codec, disc, opt, sampler, cfg, save_checkpoint)
     final = out_dir / "codec"
-    codec.eval()
+    codec.eval().cpu()
     codec.save_pretrained(final, extra={"preset": cfg, "train": {
         "steps": steps, "final": last, "train_seconds": round(time.perf_counter() - t0, 1),
         "bitrate_bps": {str(n): codec.bitrate(n) for n in range(1, codec.num_codebooks + 1)}}})

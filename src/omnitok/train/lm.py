@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -63,7 +64,7 @@ class TrainConfig:
     seed: int = 0
     compile: bool = False
     grad_checkpointing: bool = False
-    precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | bf16 | fp32
+    precision: str = "auto"  # auto (bf16 autocast on GPU and on CPUs with native bf16, else fp32) | bf16 | fp32
     distributed: str = "ddp"  # ddp | fsdp (only used under torchrun)
     cfg_dropout: float = 0.1  # passed to the mixture loader
     loss_on_condition: bool = True  # False: no loss on the condition segment (the prompt) of paired documents
@@ -218,11 +219,30 @@ def build_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), eps=tc.eps, foreach=False)
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU multiplies bf16 in hardware (x86 AVX512-BF16 or AMX-BF16, read from /proc/cpuinfo).
+
+    Without it oneDNN emulates bf16 and autocast is slower than fp32, so ``precision=auto`` stays in fp32.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    """bf16 autocast for ``bf16``, and for ``auto`` on a GPU or a CPU with native bf16; else fp32."""
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"train.precision must be auto, bf16 or fp32, got {precision!r}")
+    if precision == "bf16" or (precision == "auto" and (device.type == "cuda"
+                                                        or (device.type == "cpu" and cpu_has_native_bf16()))):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -233,6 +253,11 @@ def _task_names() -> dict[int, str]:
         return {v: k for k, v in TASK_IDS.items()}
     except ImportError:
         return {}
+
+
+def _at(ids: Tensor | None, keep: Tensor | None) -> Tensor | None:
+    """(B, T) per-token ids -> (N,) at the kept positions (unchanged when keep is None)."""
+    return ids if ids is None or keep is None else ids[keep]
 
 
 def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
@@ -249,10 +274,13 @@ def evaluate(model: torch.nn.Module, source: BatchSource, start_state: dict[str,
     model.eval()
     for _ in range(n_batches):
         b = _to(next(source), device)
+        keep = b["labels"] != -100  # (B, T): the head runs only where there is a target
         with _autocast(device, precision):
-            logits, _ = model(b["input_ids"], position_ids=b["position_ids"], document_ids=b["document_ids"])
-        _, ce = lm_loss(logits, b["labels"])
-        stats.update(ce, logits, b["labels"], b.get("modality"), b.get("task"))
+            logits, _ = model(b["input_ids"], position_ids=b["position_ids"], document_ids=b["document_ids"],
+                              logits_mask=keep)  # (N, V)
+        labels = b["labels"][keep]
+        _, ce = lm_loss(logits, labels)
+        stats.update(ce, logits, labels, _at(b.get("modality"), keep), _at(b.get("task"), keep))
     stats.all_reduce()
     model.train(was_training)
     return stats.summary("val_")
@@ -366,12 +394,17 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
             sync = i == len(micro) - 1 or not (info.enabled and tc.distributed == "ddp")
             ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
             with ctx:
+                # the head and the loss only where there is a target (no prompt logits when the condition
+                # carries no loss); a compiled forward keeps static shapes and computes them all
+                keep = None if tc.compile else b["labels"] != -100  # (B, T)
                 with _autocast(info.device, tc.precision):
                     logits, _ = fwd(b["input_ids"], position_ids=b["position_ids"],
-                                    document_ids=b["document_ids"])
-                loss, ce = lm_loss(logits, b["labels"], mcfg.z_loss, normalizer=max(normalizer, 1e-9))
+                                    document_ids=b["document_ids"], logits_mask=keep)  # (N, V) or (B, T, V)
+                labels = b["labels"] if keep is None else b["labels"][keep]
+                loss, ce = lm_loss(logits, labels, mcfg.z_loss, normalizer=max(normalizer, 1e-9))
                 loss.backward()
-            stats.update(ce.detach(), logits.detach(), b["labels"], b.get("modality"), b.get("task"))
+            stats.update(ce.detach(), logits.detach(), labels, _at(b.get("modality"), keep),
+                         _at(b.get("task"), keep))
             tokens_seen += b["input_ids"].numel() * info.world_size
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf)
         optimizer.step()

@@ -46,7 +46,7 @@ class TokenStats:
     @torch.no_grad()
     def update(self, ce: Tensor, logits: Tensor, labels: Tensor, modality: Tensor | None,
                task: Tensor | None) -> None:
-        """ce, labels, modality, task: (B, T); logits (B, T, V)."""
+        """ce, labels, modality, task: (B, T) with logits (B, T, V), or (N,) with logits (N, V)."""
         valid = labels != -100
         correct = (logits.argmax(-1) == labels) & valid
         groups = {"modality": modality, "task": task}
