@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import types
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +128,36 @@ def test_unknown_task_and_missing_data(tmp_path):
         evaluate_model(model, vocab, EvalSettings(tasks=("t2x",)))
     res = evaluate_model(model, vocab, EvalSettings(tasks=("i2t",), data_root=str(tmp_path), progress=False))
     assert "not built" in res["tasks"]["i2t"]["error"]
+
+
+def test_media_sampling_settings_reach_generate(monkeypatch):
+    from omnitok.eval.model import _Gen
+
+    gen_module = importlib.import_module("omnitok.generation.generate")  # the package re-exports the function
+
+    seen = []
+
+    def fake_generate(model, vocab, prompts, produce, **kw):
+        seen.append((produce, kw))
+        return types.SimpleNamespace(outputs=[])
+
+    monkeypatch.setattr(gen_module, "generate", fake_generate)
+    gen = _Gen(None, None, EvalSettings(temperature=0.5, top_k=7, cfg_scale=2.0, seed=3))
+    gen([], "audio")
+    gen([], "text")
+    gen([], "image", top_k=11)  # a task's own setting wins
+    (_, audio_kw), (_, text_kw), (_, image_kw) = seen
+    assert (audio_kw["temperature"], audio_kw["top_k"], audio_kw["cfg_scale"], audio_kw["seed"]) == (0.5, 7, 2.0, 3)
+    assert text_kw["temperature"] == 0.0 and "top_k" not in text_kw and "cfg_scale" not in text_kw
+    assert image_kw["top_k"] == 11 and image_kw["seed"] == 5
+    seen.clear()
+    _Gen(None, None, EvalSettings())([], "audio")
+    assert not {"temperature", "top_k", "cfg_scale"} & set(seen[0][1])  # None = the modality's defaults
+
+
+def test_split_selects_the_held_out_split(fake_root):
+    vocab = debug_vocabulary()
+    model = Transformer(ModelConfig(vocab_size=vocab.size, n_layer=1, dim=32, n_head=2, ffn_multiple_of=32))
+    res = evaluate_model(model, vocab, EvalSettings(tasks=("s2t",), data_root=str(fake_root), split="val",
+                                                    progress=False))
+    assert "no shards for split 'val'" in res["tasks"]["s2t"]["error"]

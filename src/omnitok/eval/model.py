@@ -79,6 +79,9 @@ class EvalSettings:
     emoji_limit: int = 20
     text_temperature: float = 0.0  # greedy captions / transcripts
     cfg_scale: float | None = None  # None = the modality's default
+    temperature: float | None = None  # image / audio / video sampling; None = the modality's default
+    top_k: int | None = None  # image / audio / video sampling; None = the modality's default
+    split: str = "test"  # held-out split to judge on; "val" for choosing settings without touching test
     samples_dir: str | None = None  # write PNG / WAV / MP4 of the first few samples here
     num_samples_saved: int = 10
     progress: bool = True
@@ -123,27 +126,28 @@ class _Judges:
 # ----- data ---------------------------------------------------------------------------------------------------
 def _examples(name: str, s: EvalSettings, keep: Callable[[dict[str, Any]], bool], limit: int,
               **kw: Any) -> list[dict[str, Any]]:
-    """The first ``limit`` decoded test examples of ``name`` whose meta passes ``keep`` (fixed order)."""
+    """The first ``limit`` decoded examples of ``name`` (split ``s.split``) whose meta passes ``keep``."""
     from omnitok.data.dataset import ShardDataset
 
     out = []
-    for item in ShardDataset(name, "test", root=s.data_root, rank=0, world_size=1, **kw):
+    for item in ShardDataset(name, s.split, root=s.data_root, rank=0, world_size=1, **kw):
         if keep(item["meta"]):
             out.append(item)
             if len(out) >= limit:
                 break
     if not out:
-        raise ValueError(f"{name}/test holds no example for this task (is `omnitok data build {name}` done?)")
+        raise ValueError(f"{name}/{s.split} holds no example for this task "
+                         f"(is `omnitok data build {name}` done?)")
     return out
 
 
 def _balanced_digits(s: EvalSettings, limit: int) -> list[dict[str, Any]]:
-    """Test digit images, ``limit`` of them, balanced over the ten labels as far as the split allows."""
+    """Held-out digit images, ``limit`` of them, balanced over the ten labels as far as the split allows."""
     from omnitok.data.dataset import ShardDataset
 
     per = max(1, math.ceil(limit / 10))
     groups: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for item in ShardDataset("digits", "test", root=s.data_root, image_size=s.image_size, rank=0, world_size=1):
+    for item in ShardDataset("digits", s.split, root=s.data_root, image_size=s.image_size, rank=0, world_size=1):
         lab = int(item["label"])
         if len(groups[lab]) < per:
             groups[lab].append(item)
@@ -170,8 +174,10 @@ class _Gen:
         if produce == "text":
             kw.setdefault("temperature", self.s.text_temperature)
             kw.setdefault("max_new_tokens", 48)
-        elif self.s.cfg_scale is not None:
-            kw.setdefault("cfg_scale", self.s.cfg_scale)
+        else:
+            for key in ("cfg_scale", "temperature", "top_k"):
+                if getattr(self.s, key) is not None:
+                    kw.setdefault(key, getattr(self.s, key))
         out = generate(self.model, self.vocab, prompts, produce, seed=self.s.seed + self.calls, **kw)
         self.calls += 1
         return out.outputs
@@ -498,7 +504,7 @@ def _task_text(gen: _Gen, j: _Judges, s: EvalSettings, save: _Saver) -> dict[str
     from omnitok.vocab.document import Document, Text
 
     texts: list[tuple[str, str]] = []
-    for it in ShardDataset("text", "test", root=s.data_root, rank=0, world_size=1):
+    for it in ShardDataset("text", s.split, root=s.data_root, rank=0, world_size=1):
         t = (it.get("text") or it["caption"] or "").strip()
         if t:
             texts.append((it["key"], t[:400]))
@@ -620,6 +626,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-fid", action="store_true", help="skip FID (the Inception pass is slow on CPU)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--cfg-scale", type=float, default=None, help="guidance for image / audio / video")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sampling temperature for image / audio / video (default: per modality)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="top-k for image / audio / video sampling (default: per modality)")
+    parser.add_argument("--split", default="test", choices=["test", "val"],
+                        help="held-out split to judge on (val: choose sampling settings without touching test)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -654,6 +666,7 @@ def run(args: argparse.Namespace) -> int:
     s = settings_for(vocab_dir, tasks=[t.strip() for t in args.tasks.split(",") if t.strip()], limit=args.limit,
                      seed=args.seed, data_root=args.root, engines=tuple(e for e in args.engines.split(",") if e),
                      fid=not args.no_fid, batch_size=args.batch_size, cfg_scale=args.cfg_scale,
+                     temperature=args.temperature, top_k=args.top_k, split=args.split,
                      samples_dir=args.samples, progress=not args.no_progress)
     result = evaluate_model(model, vocab, s)
     result["ckpt"] = str(args.ckpt)
