@@ -329,7 +329,8 @@ def _stage_eval(cfg: dict[str, Any], out: Path, data_root: Path, judge_dir: Path
                      seed=int(e.get("seed", 0)), data_root=str(data_root), engines=tuple(e.get("engines") or ()),
                      fid=bool(e.get("fid", True)), similarity=bool(e.get("similarity", True)), samples_dir=str(out / "media"), progress=progress,
                      batch_size=int(e.get("batch_size", 16)), cfg_scale=e.get("cfg_scale"),
-                     temperature=e.get("temperature"), top_k=e.get("top_k"), judge_dir=str(judge_dir))
+                     temperature=e.get("temperature"), top_k=e.get("top_k"),
+                     sampling=dict(e.get("sampling") or {}), judge_dir=str(judge_dir))
     result = evaluate_model(model, vocab, s)
     result["ckpt"] = str(out / "lm" / "final")
     (out / "eval.json").write_text(json.dumps(result, indent=2))

@@ -151,6 +151,14 @@ def test_media_sampling_settings_reach_generate(monkeypatch):
     assert text_kw["temperature"] == 0.0 and "top_k" not in text_kw and "cfg_scale" not in text_kw
     assert image_kw["top_k"] == 11 and image_kw["seed"] == 5
     seen.clear()
+    per = _Gen(None, None, EvalSettings(temperature=0.5, sampling={"audio": {"temperature": 0.7, "cfg_scale": 1.0}}))
+    per([], "audio")
+    per([], "image")
+    assert (seen[0][1]["temperature"], seen[0][1]["cfg_scale"]) == (0.7, 1.0)  # per modality wins
+    assert seen[1][1]["temperature"] == 0.5 and "cfg_scale" not in seen[1][1]
+    with pytest.raises(ValueError, match="sampling.audio.tempo"):
+        _Gen(None, None, EvalSettings(sampling={"audio": {"tempo": 1}}))([], "audio")
+    seen.clear()
     _Gen(None, None, EvalSettings())([], "audio")
     assert not {"temperature", "top_k", "cfg_scale"} & set(seen[0][1])  # None = the modality's defaults
 

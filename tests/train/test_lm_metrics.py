@@ -67,3 +67,20 @@ def test_cli_reports_bad_override(capsys):
     with pytest.raises(ValueError, match="does not exist"):
         lm.make_source("/no/such/folder", lm.TrainConfig(), "train", 0, 1)
     assert lm.source_name("a/digits/caption2image/train") == "caption2image"
+
+
+def test_precision_auto_uses_bf16_only_where_native(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(lm, "cpu_has_native_bf16", lambda: False)
+    with lm._autocast(cpu, "auto"):
+        assert not torch.is_autocast_enabled("cpu")
+    with lm._autocast(cpu, "bf16"):  # asked for explicitly: bf16 even where it is emulated
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    monkeypatch.setattr(lm, "cpu_has_native_bf16", lambda: True)
+    with lm._autocast(cpu, "auto"):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with lm._autocast(cpu, "fp32"):
+        assert not torch.is_autocast_enabled("cpu")
+    assert isinstance(lm._autocast(cuda, "auto"), torch.autocast)
+    with pytest.raises(ValueError, match="precision"):
+        lm._autocast(cpu, "fp16")

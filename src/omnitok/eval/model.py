@@ -81,6 +81,9 @@ class EvalSettings:
     cfg_scale: float | None = None  # None = the modality's default
     temperature: float | None = None  # image / audio / video sampling; None = the modality's default
     top_k: int | None = None  # image / audio / video sampling; None = the modality's default
+    # per output modality, e.g. {"audio": {"cfg_scale": 1.0, "temperature": 0.7, "top_k": 50}}; wins over the three
+    # settings above for that modality
+    sampling: dict[str, dict[str, Any]] = field(default_factory=dict)
     split: str = "test"  # held-out split to judge on; "val" for choosing settings without touching test
     samples_dir: str | None = None  # write PNG / WAV / MP4 of the first few samples here
     num_samples_saved: int = 10
@@ -175,6 +178,10 @@ class _Gen:
             kw.setdefault("temperature", self.s.text_temperature)
             kw.setdefault("max_new_tokens", 48)
         else:
+            for key, value in (self.s.sampling.get(produce) or {}).items():
+                if key not in ("cfg_scale", "temperature", "top_k", "top_p"):
+                    raise ValueError(f"eval sampling.{produce}.{key}: expected cfg_scale, temperature, top_k or top_p")
+                kw.setdefault(key, value)
             for key in ("cfg_scale", "temperature", "top_k"):
                 if getattr(self.s, key) is not None:
                     kw.setdefault(key, getattr(self.s, key))
