@@ -129,3 +129,16 @@ def test_stages_skip_rerun_and_clear(tmp_path):
     json_path.write_text(json.dumps(rec))
     stage(Stages(out, set(), other))  # an unfinished run with other settings starts afresh
     assert calls == ["clear", "run"]
+
+
+def test_lm_minutes_is_what_the_earlier_stages_left():
+    from omnitok.quickstart import lm_minutes
+
+    cfg = {"budget_minutes": 30, "lm": {"preset": "quickstart", "overrides": [], "reserve_minutes": 4,
+                                        "min_minutes": 5}}
+    timings = {"data": {"wall_s": 120.0}, "judge": {"wall_s": 30.0}, "codecs": {"wall_s": 450.0},
+               "tokenize": {"wall_s": 60.0}, "lm": {"started": "x"}}
+    assert lm_minutes(cfg, timings) == 15.0  # 30 - 11 - 4
+    assert lm_minutes(cfg, {"codecs": {"wall_s": 1800.0}}) == 5.0  # never below min_minutes
+    assert lm_minutes({**cfg, "budget_minutes": 0}, timings) is None
+    assert lm_minutes({**cfg, "lm": {**cfg["lm"], "overrides": ["max_minutes=3"]}}, timings) is None

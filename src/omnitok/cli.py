@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_missing", None):
         print(f"omnitok: {args._missing}", file=sys.stderr)
         return 2
+    from omnitok._malloc import tune_malloc
+
+    tune_malloc()  # large tensors from the heap, not a fresh mmap per step (see omnitok/_malloc.py)
     mod = importlib.import_module(args._module)
     runner = getattr(mod, "run_" + "_".join(w.replace("-", "_") for w in args._words), None) or mod.run
     try:

@@ -67,7 +67,7 @@ def load_config(preset: str = "quickstart", overrides: list[str] | None = None) 
         key, sep, value = ov.partition("=")
         if not sep or not key:
             raise ValueError(f"override {ov!r}: expected key=value, e.g. lm.max_steps=3000")
-        if key.startswith("lm.") and key.split(".", 1)[1] not in ("preset", "overrides"):
+        if key.startswith("lm.") and key.split(".", 1)[1] not in LM_STAGE_KEYS:
             cfg.setdefault("lm", {}).setdefault("overrides", []).append(f"{key.split('.', 1)[1]}={value}")
             continue
         _set(cfg, key, yaml.safe_load(value))
@@ -75,6 +75,10 @@ def load_config(preset: str = "quickstart", overrides: list[str] | None = None) 
         if section not in cfg:
             raise ValueError(f"{path}: missing section {section!r}")
     return cfg
+
+
+# keys of the quickstart's `lm:` section itself; any other lm.KEY=VALUE override is a training setting
+LM_STAGE_KEYS = ("preset", "overrides", "reserve_minutes", "min_minutes")
 
 
 # ----- stage bookkeeping ----------------------------------------------------------------------------------
@@ -90,8 +94,8 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "judge": (),
     "codecs": ("data", "codecs", "codec_overrides"),
     "tokenize": ("data", "codecs", "codec_overrides", "tokenize", "vocab", "val_limit"),
-    "lm": ("data", "codecs", "codec_overrides", "tokenize", "vocab", "val_limit", "lm"),
-    "eval": ("data", "codecs", "codec_overrides", "tokenize", "vocab", "val_limit", "lm", "eval"),
+    "lm": ("data", "codecs", "codec_overrides", "tokenize", "vocab", "val_limit", "lm", "budget_minutes"),
+    "eval": ("data", "codecs", "codec_overrides", "tokenize", "vocab", "val_limit", "lm", "budget_minutes", "eval"),
     "report": (),
 }
 
@@ -284,7 +288,8 @@ def _stage_tokenize(cfg: dict[str, Any], out: Path, data_root: Path, progress: b
                 vocab, islice(ds, limit) if limit is not None else ds, _token_dir(out, entry["data"], split), task,
                 partners=partners, image_size=image_size, sample_rate=sample_rate, video_size=video_size,
                 meta={"dataset": name, "split": split, "vocab_dir": str(vocab_dir.resolve())}, total=total,
-                progress=progress)
+                progress=progress, views=int(entry.get("views", 1)) if split == "train" else 1,
+                shift=int(entry.get("shift", 0)) if split == "train" else 0)
             print(f"    {entry['data']} ({split}): {stats['documents']} documents, {stats['tokens']} ids"
                   f"{' [done before]' if stats.get('resumed') else ''}", flush=True)
     print(f"    codes reused for {cache.hits} of {cache.hits + cache.misses} media inputs", flush=True)
@@ -301,7 +306,20 @@ def _tokens_done(cfg: dict[str, Any], out: Path) -> bool:
     return done.is_file() and _token_specs(json.loads(done.read_text())) == _token_specs(cfg["tokenize"])
 
 
-def _stage_lm(cfg: dict[str, Any], out: Path, device: str, progress: bool) -> None:
+def lm_minutes(cfg: dict[str, Any], timings: dict[str, Any]) -> float | None:
+    """The LM stage's time budget: ``budget_minutes`` less the wall time the stages before it took (as recorded,
+    so a rerun computes the same figure) and ``lm.reserve_minutes`` for evaluation, at least
+    ``lm.min_minutes``; None when ``budget_minutes`` is 0 / absent or ``lm.overrides`` sets max_minutes."""
+    budget = float(cfg.get("budget_minutes") or 0)
+    lm = cfg.get("lm") or {}
+    if budget <= 0 or any(str(o).startswith("max_minutes=") for o in lm.get("overrides") or []):
+        return None
+    spent = sum(float((timings.get(k) or {}).get("wall_s", 0.0)) for k in ("data", "judge", "codecs", "tokenize"))
+    left = budget - spent / 60.0 - float(lm.get("reserve_minutes", 4))
+    return round(max(float(lm.get("min_minutes", 5)), left), 1)
+
+
+def _stage_lm(cfg: dict[str, Any], out: Path, device: str, progress: bool, minutes: float | None = None) -> None:
     from omnitok.cli import main as cli
 
     data = ",".join(f"{_token_dir(out, e['data'], 'train')}@{float(e.get('ratio', 1.0))}" for e in cfg["tokenize"]
@@ -314,6 +332,10 @@ def _stage_lm(cfg: dict[str, Any], out: Path, device: str, progress: bool) -> No
     if not progress:
         argv.append("--no-progress")
     argv += [str(o) for o in lm.get("overrides") or []]
+    if minutes is not None:
+        print(f"    time budget: {minutes:g} min for the LM (budget_minutes {cfg['budget_minutes']} less the "
+              f"stages before it and {lm.get('reserve_minutes', 4)} min for evaluation)", flush=True)
+        argv.append(f"max_minutes={minutes}")
     code = cli(argv)
     if code:
         raise RuntimeError(f"omnitok {' '.join(argv)} failed with exit code {code}")
@@ -408,7 +430,8 @@ def _run_pipeline(preset: str, out: str | os.PathLike, *, data_root: str | os.Pa
     st.run("tokenize", "build the vocabulary and token shards for every task",
            lambda: _stage_tokenize(cfg, out, root, progress), lambda: _tokens_done(cfg, out),
            rm(out / "tokens", out / "vocab"))
-    st.run("lm", "train the one any-to-any model", lambda: _stage_lm(cfg, out, device, progress),
+    st.run("lm", "train the one any-to-any model",
+           lambda: _stage_lm(cfg, out, device, progress, lm_minutes(cfg, st.timings)),
            lambda: (out / "lm" / "final" / "model.safetensors").is_file(), rm(out / "lm"))
     st.run("eval", "judge the model with outside judges", lambda: _stage_eval(cfg, out, root, judge_dir, device, progress),
            lambda: (out / "eval.json").is_file(), rm(out / "eval.json", out / "media"))

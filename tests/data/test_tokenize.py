@@ -204,3 +204,24 @@ def test_code_cache_encodes_shared_media_once(root, codec_dirs, tmp_path) -> Non
         assert len(a) == len(b) == 24 and all(np.array_equal(a[i], b[i]) for i in range(24))
         if task == "image2caption":
             assert cache.misses == before  # every image came from the cache
+
+
+def test_views_write_translated_copies_of_each_image_document(root, codec_dirs, tmp_path) -> None:
+    vdir = tmp_path / "vocab"
+    assert _cli(root, codec_dirs, vdir, "digits:image2caption", tmp_path / "plain") == 0
+    assert _cli(root, codec_dirs, vdir, "digits:image2caption", tmp_path / "views", "--views", "3",
+                "--shift", "2") == 0
+    vocab = Vocabulary.load(vdir)
+    plain, views = TokenShards(tmp_path / "plain"), TokenShards(tmp_path / "views")
+    assert len(views) == 3 * len(plain) == 72
+    differ = 0
+    for i in range(len(plain)):
+        first = vocab.decode(views[3 * i], data=True).segments
+        assert torch.equal(torch.as_tensor(views[3 * i]), torch.as_tensor(plain[i]))  # view 0 is the image itself
+        for j in (1, 2):
+            img, text = vocab.decode(views[3 * i + j], data=True).segments
+            assert text.text == first[1].text and img.codes.shape == first[0].codes.shape
+            differ += int(not torch.equal(img.codes, first[0].codes))
+    assert differ > 24  # translated images encode to other codes
+    with pytest.raises(ValueError, match="shift"):
+        _cli(root, codec_dirs, vdir, "digits:image2caption", tmp_path / "bad", "--views", "2")

@@ -76,3 +76,35 @@ def test_synthetic_source_contract_and_sharding():
     assert (one["modality"][valid] > 0).all() and (one["modality"][~valid] == 0).all()
     same_doc = (one["document_ids"][:, 1:] == one["document_ids"][:, :-1]) & (one["document_ids"][:, 1:] >= 0)
     assert torch.equal(one["labels"][:, :-1][same_doc], one["input_ids"][:, 1:][same_doc])
+
+
+class _Clock:
+    """A stand-in for time.perf_counter that advances one second per call."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def perf_counter(self) -> float:
+        self.t += 1.0
+        return self.t
+
+
+def test_time_budget_stops_early_saves_final_and_resume_keeps_it(tmp_path, monkeypatch):
+    import omnitok.train.lm as lm_mod
+
+    monkeypatch.setattr(lm_mod, "time", _Clock())
+    cfg = config(max_steps=50, eval_every=0, save_every=100, max_minutes=0.5)  # 30 fake seconds
+    train(MODEL, cfg, "synthetic:vocab=64", tmp_path, progress=False)
+    rows = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    last = rows[-1]["step"]
+    assert 1 < last < 50 and (tmp_path / "final" / "model.safetensors").is_file()
+    ck = ckpt_mod.latest_checkpoint(tmp_path)
+    meta = json.loads((ck / "config.json").read_text())
+    assert meta["step"] == last and meta["train_seconds"] >= 30.0
+    # the schedule followed the clock: near its end the LR has decayed (by steps it would still be near the peak)
+    assert rows[-1]["lr"] < 0.5 * cfg.lr
+    before = (tmp_path / "metrics.jsonl").read_text()
+    train(MODEL, cfg, "synthetic:vocab=64", tmp_path, resume=True, progress=False)  # the budget is spent
+    assert (tmp_path / "metrics.jsonl").read_text() == before
+    with pytest.raises(ValueError, match="max_minutes"):
+        train(MODEL, config(max_minutes=-1.0), "synthetic:vocab=64", tmp_path / "bad", progress=False)

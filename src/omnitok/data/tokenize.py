@@ -260,12 +260,22 @@ def tokenize_dataset(
     total: int | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    views: int = 1,
+    shift: int = 0,
 ) -> dict[str, Any]:
-    """Encode raw examples (this rank's part) into token shards; resumes a killed run. Returns the stats."""
+    """Encode raw examples (this rank's part) into token shards; resumes a killed run. Returns the stats.
+
+    ``views`` > 1 writes each document with images that many times, views after the first translated by up to
+    ``shift`` pixels (:mod:`omnitok.data.augment`; for training splits).
+    """
     from tqdm.auto import tqdm
+
+    from omnitok.data.augment import image_views
 
     if task not in TASKS or task == "none":
         raise ValueError(f"task: expected one of {sorted(set(TASKS) - {'none'})}, got {task!r}")
+    if views < 1 or shift < 0 or (views > 1 and shift == 0):
+        raise ValueError(f"views must be >= 1 and shift >= 0 (> 0 when views > 1), got views={views} shift={shift}")
     writer = TokenShardWriter(
         out, vocab_hash=vocab.hash, vocab_size=vocab.size, task=task, rank=rank, world_size=world_size,
         shard_tokens=shard_tokens, meta={**shard_meta(vocab), **(meta or {})}, overwrite=overwrite,
@@ -288,9 +298,9 @@ def tokenize_dataset(
         for ex in batch:
             try:
                 partner = pick_partner(ex, partners) if partners is not None else None
-                docs.append(build_document(task, ex, partner=partner, image_size=image_size, sample_rate=sample_rate,
-                                           video_size=video_size, video_frames=video_frames,
-                                           video_layout=video_layout))
+                doc = build_document(task, ex, partner=partner, image_size=image_size, sample_rate=sample_rate,
+                                     video_size=video_size, video_frames=video_frames, video_layout=video_layout)
+                docs += [(d, doc[1]) for d in image_views(doc[0], ex.key, views, shift)]
             except (ValueError, KeyError) as e:
                 n_bad += 1
                 bar.write(f"skipping {ex.key}: {e}")
@@ -386,6 +396,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-size", type=int, default=64, help="largest code-grid height/width/frames (building)")
     parser.add_argument("--accept-hash-mismatch", action="store_true")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    parser.add_argument("--views", type=int, default=1,
+                        help="write each document with images this many times (augmented training split)")
+    parser.add_argument("--shift", type=int, default=0, help="largest translation in pixels of the extra views")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -434,7 +447,7 @@ def run(args: argparse.Namespace) -> int:
         world_size=world, partners=partners, image_size=image_size, sample_rate=sample_rate, video_size=video_size,
         video_frames=args.frames or codec_preset_data(args.vocab, parse_codecs(args.codecs), "video").get("frames"),
         meta={"dataset": name, "split": args.split, "vocab_dir": str(Path(args.vocab).resolve())},
-        total=total, progress=not args.no_progress, overwrite=args.overwrite,
+        total=total, progress=not args.no_progress, overwrite=args.overwrite, views=args.views, shift=args.shift,
     )
     print(
         f"tokenised {stats['examples']} examples of {name}:{task} ({args.split}) -> {stats['documents']} documents, "

@@ -42,7 +42,8 @@ def setup(device: str = "auto") -> DistInfo:
     if use_cuda:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        # CPU tensors (token counts, the time-budget flag) reduce over gloo beside NCCL for the CUDA ones
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if use_cuda else "gloo")
     return DistInfo(rank, world, local, dev)
 
 

@@ -48,6 +48,8 @@ class TrainConfig:
     batch_size: int = 8  # micro-batch per rank; global batch = batch_size * grad_accum * world_size
     grad_accum: int = 1
     max_steps: int = 1000
+    max_minutes: float = 0.0  # > 0: also stop after this much training wall time; the LR schedule follows
+    #   whichever of steps and time is further along (a time budget, as in "Cramming", arXiv 2212.14034)
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
@@ -317,7 +319,7 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
         raise ValueError(f"train.seq_len {tc.seq_len} exceeds model.max_seq_len {mcfg.max_seq_len}")
     model = Transformer(mcfg).to(info.device)
     model.gradient_checkpointing = tc.grad_checkpointing
-    step = 0
+    step, train_seconds = 0, 0.0
     ckpt_path = latest_checkpoint(out) if resume else None
     if resume and ckpt_path is None and info.is_main:
         print(f"omnitok train lm: --resume but no checkpoint under {out}; starting fresh", file=sys.stderr)
@@ -350,6 +352,7 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
         source.load_state_dict(loader_state)
         set_rng_state(*ck["rng"])
         step = ck["step"]
+        train_seconds = float(ck["config"].get("train_seconds", 0.0))
         if info.is_main:
             print(f"omnitok train lm: resumed from {ckpt_path} at step {step}", file=sys.stderr)
     if info.enabled and tc.distributed == "fsdp" and ckpt_path is not None:
@@ -377,12 +380,19 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
         pbar = tqdm(total=tc.max_steps, initial=step, desc="train lm", dynamic_ncols=True)
     last: dict[str, Any] = {}
     t0, tokens_seen = time.perf_counter(), 0
+    max_seconds = 60.0 * tc.max_minutes
+    if tc.max_minutes < 0:
+        raise ValueError(f"train.max_minutes must be >= 0 (0 = no time limit), got {tc.max_minutes}")
+    finished = step >= tc.max_steps or _out_of_time(train_seconds, max_seconds, info)
+    t_mark = time.perf_counter()
     model.train()
     if val_source is not None and step == 0:  # the starting point of the validation curves
         writer.write({"split": "val", "step": 0, **evaluate(wrapped, val_source, val_start, tc.eval_batches,
                                                              info.device, tc.precision)})
-    while step < tc.max_steps:
-        lr = lr_at(step, tc.lr, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
+    while not finished:
+        # with a time budget the schedule runs on whichever of steps and elapsed time is further along
+        at = step if max_seconds <= 0 else max(step, tc.max_steps * train_seconds / max_seconds)
+        lr = lr_at(at, tc.lr, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
         micro = [_to(next(source), info.device) for _ in range(tc.grad_accum)]
@@ -410,9 +420,15 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        now = time.perf_counter()
+        train_seconds, t_mark = train_seconds + now - t_mark, now
+        finished = step >= tc.max_steps or _out_of_time(train_seconds, max_seconds, info)
         if pbar is not None:
             pbar.update(1)
-        if step % tc.log_every == 0 or step == tc.max_steps:
+        if finished and step < tc.max_steps and info.is_main:
+            msg = f"omnitok train lm: time budget of {tc.max_minutes:g} min reached at step {step} of {tc.max_steps}"
+            (pbar.write if pbar is not None else print)(msg)
+        if step % tc.log_every == 0 or finished:
             stats.all_reduce()
             elapsed = time.perf_counter() - t0
             rec: dict[str, Any] = {"split": "train", "step": step, "lr": lr, "grad_norm": float(grad_norm),
@@ -425,27 +441,27 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
             last = rec
             if pbar is not None:
                 pbar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
-        if val_source is not None and (step % tc.eval_every == 0 or step == tc.max_steps):
+        if val_source is not None and (step % tc.eval_every == 0 or finished):
             rec = {"split": "val", "step": step, **evaluate(wrapped, val_source, val_start, tc.eval_batches,
                                                             info.device, tc.precision)}
             writer.write(rec)
             if info.is_main:
                 plot_curves(out / "metrics.jsonl", out / "loss.png")
         halt = tc.halt_after > 0 and step >= tc.halt_after
-        if tc.save_every > 0 and (step % tc.save_every == 0 or step == tc.max_steps or halt):
-            _save(out, step, model, optimizer, full_config, source, info, tc)
+        if tc.save_every > 0 and (step % tc.save_every == 0 or finished or halt):
+            _save(out, step, model, optimizer, full_config, source, info, tc, train_seconds)
         if halt:
             break
     if pbar is not None:
         pbar.close()
-    if info.is_main and step >= tc.max_steps:
+    if info.is_main and finished:
         model_state = _full_state(model, info, tc)
         final = Transformer(mcfg)
         final.load_state_dict(model_state)
         final.save_pretrained(out / "final")
         if (out / "metrics.jsonl").is_file():
             plot_curves(out / "metrics.jsonl", out / "loss.png")
-    elif info.enabled and step >= tc.max_steps and tc.distributed == "fsdp":
+    elif info.enabled and finished and tc.distributed == "fsdp":
         _full_state(model, info, tc)  # collective: every rank takes part
     dist_utils.barrier()
     dist_utils.cleanup()
@@ -460,8 +476,17 @@ def _full_state(model: Transformer, info: dist_utils.DistInfo, tc: TrainConfig) 
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
+def _out_of_time(seconds: float, budget: float, info: dist_utils.DistInfo) -> bool:
+    """Whether the time budget is spent (0 = none); ranks agree (one of them out of time stops them all)."""
+    if budget <= 0:
+        return False
+    flag = torch.tensor(float(seconds >= budget))
+    dist_utils.all_reduce_sum(flag)
+    return bool(flag.item() > 0)
+
+
 def _save(out: Path, step: int, model: Transformer, optimizer: torch.optim.Optimizer, cfg: dict[str, Any],
-          source: BatchSource, info: dist_utils.DistInfo, tc: TrainConfig) -> None:
+          source: BatchSource, info: dist_utils.DistInfo, tc: TrainConfig, train_seconds: float = 0.0) -> None:
     model_state = opt_state = None
     if info.enabled and tc.distributed == "fsdp":
         from torch.distributed.checkpoint.state_dict import (
@@ -491,7 +516,8 @@ def _save(out: Path, step: int, model: Transformer, optimizer: torch.optim.Optim
         loader_state = {"per_rank": states} if info.world_size > 1 else loader_state
     if info.is_main:
         save_checkpoint(out, step, model, optimizer, cfg, loader_state, keep=tc.keep_checkpoints,
-                        model_state=model_state, optimizer_state=opt_state)
+                        model_state=model_state, optimizer_state=opt_state,
+                        extra={"train_seconds": round(train_seconds, 3)})
     dist_utils.barrier()
 
 

@@ -7,8 +7,8 @@ import math
 __all__ = ["lr_at"]
 
 
-def lr_at(step: int, lr: float, warmup_steps: int, max_steps: int, min_lr_ratio: float = 0.1) -> float:
-    """Learning rate for optimizer step ``step`` (0-based).
+def lr_at(step: float, lr: float, warmup_steps: int, max_steps: int, min_lr_ratio: float = 0.1) -> float:
+    """Learning rate for optimizer step ``step`` (0-based; fractional when the schedule follows a time budget).
 
     Warmup: ``lr * (step + 1) / warmup_steps`` for step < warmup_steps; then cosine from ``lr`` down to
     ``min_lr_ratio * lr`` at ``max_steps``; constant ``min_lr_ratio * lr`` afterwards.
