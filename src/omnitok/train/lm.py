@@ -377,7 +377,8 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
     if progress and info.is_main:
         from tqdm import tqdm
 
-        pbar = tqdm(total=tc.max_steps, initial=step, desc="train lm", dynamic_ncols=True)
+        desc = "train lm" if tc.max_minutes <= 0 else f"train lm (stops at {tc.max_minutes:g} min)"
+        pbar = tqdm(total=tc.max_steps, initial=step, desc=desc, dynamic_ncols=True)
     last: dict[str, Any] = {}
     t0, tokens_seen = time.perf_counter(), 0
     max_seconds = 60.0 * tc.max_minutes
