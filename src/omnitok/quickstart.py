@@ -334,7 +334,7 @@ def _stage_lm(cfg: dict[str, Any], out: Path, device: str, progress: bool, minut
     argv += [str(o) for o in lm.get("overrides") or []]
     if minutes is not None:
         print(f"    time budget: {minutes:g} min for the LM (budget_minutes {cfg['budget_minutes']} less the "
-              f"stages before it and {lm.get('reserve_minutes', 4)} min for evaluation)", flush=True)
+              "stages before it and lm.reserve_minutes for evaluation)", flush=True)
         argv.append(f"max_minutes={minutes}")
     code = cli(argv)
     if code:

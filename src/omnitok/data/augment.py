@@ -61,4 +61,3 @@ def image_views(doc: Document, key: str, views: int, max_shift: int) -> list[Doc
                 if isinstance(s, Image) and s.data is not None else s for s in doc.segments]
         out.append(replace(doc, segments=segs, problems=[]))
     return out
-

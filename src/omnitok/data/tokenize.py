@@ -298,9 +298,10 @@ def tokenize_dataset(
         for ex in batch:
             try:
                 partner = pick_partner(ex, partners) if partners is not None else None
-                doc = build_document(task, ex, partner=partner, image_size=image_size, sample_rate=sample_rate,
-                                     video_size=video_size, video_frames=video_frames, video_layout=video_layout)
-                docs += [(d, doc[1]) for d in image_views(doc[0], ex.key, views, shift)]
+                doc, n_cond = build_document(task, ex, partner=partner, image_size=image_size,
+                                             sample_rate=sample_rate, video_size=video_size,
+                                             video_frames=video_frames, video_layout=video_layout)
+                docs += [(d, n_cond) for d in image_views(doc, ex.key, views, shift)]
             except (ValueError, KeyError) as e:
                 n_bad += 1
                 bar.write(f"skipping {ex.key}: {e}")
