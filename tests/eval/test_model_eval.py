@@ -169,3 +169,38 @@ def test_split_selects_the_held_out_split(fake_root):
     res = evaluate_model(model, vocab, EvalSettings(tasks=("s2t",), data_root=str(fake_root), split="val",
                                                     progress=False))
     assert "no shards for split 'val'" in res["tasks"]["s2t"]["error"]
+
+
+def test_t2s_and_i2s_with_until_end_cap_and_report_lengths(fake_root, judge_dir):
+    """sampling.audio.until_end: the model ends the speech itself, within UNTIL_END_SLACK x the reference length
+    (a one-codebook vocabulary; the delay pattern of several codebooks cannot end per step)."""
+    from omnitok.eval.model import UNTIL_END_SLACK
+
+    torch.manual_seed(0)
+    vocab = debug_vocabulary(audio_pattern="flatten", audio_levels=1)
+    model = Transformer(ModelConfig(vocab_size=vocab.size, n_layer=1, dim=32, n_head=2, ffn_multiple_of=32,
+                                    max_seq_len=1024)).eval()
+    base = dict(tasks=("t2s", "i2s"), limit=10, seed=0, data_root=str(fake_root), fid=False, progress=False,
+                judge_dir=str(judge_dir), batch_size=10)
+    fixed = evaluate_model(model, vocab, EvalSettings(**base))["tasks"]
+    free = evaluate_model(model, vocab, EvalSettings(**base, sampling={"audio": {"until_end": True}}))["tasks"]
+    for t in (fixed, free):
+        assert "error" not in t["t2s"] and "error" not in t["i2s"], t
+    real = fixed["t2s"]["duration_s"]["real"]
+    assert fixed["t2s"]["duration_s"]["length"] == "fixed per group" and free["t2s"]["duration_s"]["length"] == "model ends it"
+    assert abs(fixed["t2s"]["duration_s"]["generated"] - real) < 0.05  # the group's mean length, in whole frames
+    assert 0 < free["t2s"]["duration_s"]["generated"] <= UNTIL_END_SLACK * real + 0.05
+    with pytest.raises(ValueError, match="sampling.image.until_end"):
+        from omnitok.eval.model import _Gen
+
+        _Gen(None, None, EvalSettings(sampling={"image": {"until_end": True}}))([], "image")
+
+
+def test_parse_sampling():
+    from omnitok.eval.model import parse_sampling
+
+    assert parse_sampling(["audio.cfg_scale=1", "audio.until_end=true", "image.top_k=50", "audio.temperature=0.7"]) == {
+        "audio": {"cfg_scale": 1, "until_end": True, "temperature": 0.7}, "image": {"top_k": 50}}
+    for bad in ("audio.tempo=1", "text.top_k=5", "audio.top_k", "top_k=5"):
+        with pytest.raises(ValueError, match="MODALITY.KEY=VALUE"):
+            parse_sampling([bad])

@@ -62,3 +62,48 @@ def test_guide_scale_one_is_conditional_bit_for_bit():
     cond, uncond = logits[:3], logits[3:]
     assert torch.equal(guide(logits, 1.0), cond)
     torch.testing.assert_close(guide(logits, 2.5), uncond + 2.5 * (cond - uncond))
+
+
+@pytest.mark.parametrize("pattern,levels", [("flatten", 4), ("delay", 1), ("flatten", 1)])
+def test_until_end_audio_table_replays_and_stops_on_frames(pattern, levels):
+    from omnitok.vocab.debug import debug_vocabulary
+
+    vocab = debug_vocabulary(audio_pattern=pattern, audio_levels=levels)
+    T, n_q = 6, levels
+    table = step_table(vocab, "audio", (T,), until_end=True, min_frames=2)
+    end = vocab.end_id("audio")
+    assert table.stop_id == end and table.num_steps == T * n_q + 1
+    may_end = [s for s in range(table.num_steps) if table.step_bias(s)[end] == 0]
+    assert may_end == [f * n_q for f in range(2, T + 1)]  # whole frames only, from min_frames on; forced at T
+    prompt = vocab.encode_prompt([Text(codes=torch.tensor([1, 2]))], "audio")
+    rng = np.random.default_rng(0)
+    lengths = set()
+    for _ in range(12):
+        g = vocab.grammar().step_many(prompt.tolist())
+        ids = prompt.tolist()
+        for s in range(table.num_steps):
+            allowed = (table.step_bias(s) == 0).nonzero().flatten().numpy()
+            others = allowed[allowed != end]
+            choice = int(end if len(others) == 0 or (end in allowed and rng.random() < 0.3) else rng.choice(others))
+            assert g.allowed_mask()[choice], f"step {s}"
+            g.step(choice)
+            ids.append(choice)
+            if choice == end:
+                break
+        assert g.complete
+        seg = vocab.decode(ids).segments[-1]
+        assert seg.modality == "audio" and 2 <= seg.codes.shape[0] <= T
+        lengths.add(seg.codes.shape[0])
+    assert len(lengths) > 1
+
+
+def test_until_end_errors():
+    from omnitok.vocab.debug import debug_vocabulary
+
+    with pytest.raises(ValueError, match="delay pattern"):
+        step_table(debug_vocabulary(audio_pattern="delay", audio_levels=4), "audio", (5,), until_end=True)
+    vocab = debug_vocabulary(audio_pattern="flatten", audio_levels=1)
+    with pytest.raises(ValueError, match="min_frames"):
+        step_table(vocab, "audio", (5,), until_end=True, min_frames=6)
+    with pytest.raises(ValueError, match="until_end is for audio"):
+        step_table(vocab, "image", (2, 2), until_end=True)

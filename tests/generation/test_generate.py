@@ -113,3 +113,29 @@ def test_cuda_graph_decode_equals_eager():
     b = generate(model, vocab, PROMPTS, "image", cuda_graph=False, **kw)
     for x, y in zip(a.ids, b.ids):
         assert torch.equal(x, y)
+
+
+def test_until_end_audio_stops_where_the_model_ends_it():
+    """Free-length audio: every sample decodes, ends on a whole frame, no later than the grid's T; a model that
+    puts its mass on END_AUDIO stops at min_frames; cached == naive with greedy sampling."""
+    from omnitok.vocab.debug import debug_vocabulary
+
+    vocab = debug_vocabulary(audio_pattern="flatten", audio_levels=2)
+    model = make_model(vocab, seed=5, init_std=1.0)
+    T = 7
+    out = generate(model, vocab, PROMPTS, "audio", grid=(T,), until_end=True, min_frames=2, seed=1, num_samples=3,
+                   cfg_scale=2.0)
+    for doc, ids in zip(out.documents, out.ids):
+        seg = doc.segments[-1]
+        assert isinstance(seg, Audio) and not doc.problems
+        assert ids[-1] == vocab.end_id("audio") and len(ids) % 2 == 1
+        assert 2 <= seg.codes.shape[0] <= T and seg.data.shape == (1, seg.codes.shape[0] * 80)
+    push = torch.zeros(vocab.size)
+    push[vocab.end_id("audio")] = 100.0  # make END_AUDIO the most likely id wherever it is allowed
+    model.lm_head.register_forward_hook(lambda mod, inp, out: out + push)
+    greedy = dict(grid=(T,), until_end=True, min_frames=3, temperature=0, cfg_scale=1.0)
+    a = generate(model, vocab, PROMPTS, "audio", method="cached", **greedy)
+    b = generate(model, vocab, PROMPTS, "audio", method="naive", **greedy)
+    for x, y in zip(a.ids, b.ids):
+        assert torch.equal(x, y) and len(x) == 3 * 2 + 1
+    assert all(seg.codes.shape[0] == 3 for seg in a.outputs)

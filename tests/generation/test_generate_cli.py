@@ -82,3 +82,26 @@ def test_cli_vocab_recorded_in_model_config(tmp_path, run_dir):
     m.save_pretrained(tmp_path / "lm2")
     with pytest.raises(ValueError, match="differs"):
         main(["generate", "x", "--to", "text", "--ckpt", str(tmp_path / "lm2")])
+
+
+def test_cli_until_end_audio(tmp_path, capsys):
+    """--until-end: a one-codebook vocabulary gives speech of at most --grid frames; the delay pattern of four
+    codebooks is refused with the reason."""
+    pytest.importorskip("soundfile")
+    from omnitok.data.audio_io import read_audio
+    from omnitok.vocab.debug import debug_vocabulary
+
+    vocab = debug_vocabulary(audio_pattern="flatten", audio_levels=1)
+    vocab.save(tmp_path / "vocab")
+    make_model(vocab, seed=2).save_pretrained(tmp_path / "lm")
+    wav = tmp_path / "free.wav"
+    assert main(["generate", "say zero", "--to", "audio", "--ckpt", str(tmp_path / "lm"), "--grid", "9",
+                 "--until-end", "--seed", "0", "--out", str(wav)]) == 0
+    audio, sr = read_audio(wav.read_bytes(), name=str(wav))
+    assert 0 < audio.shape[-1] <= 9 * 80
+    capsys.readouterr()
+    make_model(make_vocab(), seed=1).save_pretrained(tmp_path / "lm4")
+    make_vocab().save(tmp_path / "vocab4")
+    with pytest.raises(ValueError, match="delay pattern"):
+        main(["generate", "say zero", "--to", "audio", "--ckpt", str(tmp_path / "lm4"), "--vocab",
+              str(tmp_path / "vocab4"), "--grid", "5", "--until-end", "--out", str(tmp_path / "x.wav")])

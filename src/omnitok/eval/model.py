@@ -42,6 +42,9 @@ from torch import Tensor
 __all__ = ["TASKS", "EvalSettings", "add_arguments", "digit_from_text", "evaluate_model", "run"]
 
 TASKS = ("t2i", "i2t", "t2s", "s2t", "t2v", "i2s", "s2i", "text")
+#: keys of ``EvalSettings.sampling[modality]``; ``until_end`` (audio): the model ends the speech itself
+SAMPLING_KEYS = ("cfg_scale", "temperature", "top_k", "top_p", "until_end")
+UNTIL_END_SLACK = 1.5  # t2s with until_end: the cap on frames is 1.5x the group's mean reference duration
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -179,8 +182,9 @@ class _Gen:
             kw.setdefault("max_new_tokens", 48)
         else:
             for key, value in (self.s.sampling.get(produce) or {}).items():
-                if key not in ("cfg_scale", "temperature", "top_k", "top_p"):
-                    raise ValueError(f"eval sampling.{produce}.{key}: expected cfg_scale, temperature, top_k or top_p")
+                if key not in SAMPLING_KEYS or (key == "until_end" and produce != "audio"):
+                    raise ValueError(f"eval sampling.{produce}.{key}: expected one of "
+                                     f"{', '.join(k for k in SAMPLING_KEYS if produce == 'audio' or k != 'until_end')}")
                 kw.setdefault(key, value)
             for key in ("cfg_scale", "temperature", "top_k"):
                 if getattr(self.s, key) is not None:
@@ -366,13 +370,25 @@ def _wer_block(pairs: list[tuple[str, str]], engines: list[str]) -> dict[str, An
     return out
 
 
+def _until_end(s: EvalSettings) -> bool:
+    return bool((s.sampling.get("audio") or {}).get("until_end"))
+
+
+def _audio_frames(seconds: float, fps: float, s: EvalSettings) -> int:
+    """Frames to generate for speech whose references last ``seconds`` on average: that length, or with
+    ``until_end`` a cap of UNTIL_END_SLACK times it (the model ends the speech itself)."""
+    return max(1, round(seconds * fps * (UNTIL_END_SLACK if _until_end(s) else 1.0)))
+
+
 def _task_t2s(gen: _Gen, j: _Judges, s: EvalSettings, save: _Saver) -> dict[str, Any]:
     from omnitok.vocab.document import Text
 
     sr, fps = gen.audio_rate()
     items = _speech_items(s, "digits", s.limit, sr)
-    # generated audio has a fixed length per batch: group by the number of digits and give each group the mean
-    # duration of its reference recordings (a length prior, as a TTS system would be given)
+    # group by the number of digits. Fixed length (the default): each group's audio gets the mean duration of
+    # its reference recordings (a length prior). With sampling.audio.until_end the model ends the speech itself
+    # and that length, x UNTIL_END_SLACK, is only the cap.
+    free = _until_end(s)
     groups: dict[int, list[int]] = defaultdict(list)
     for i, it in enumerate(items):
         groups[len(it["caption"].split())].append(i)
@@ -381,7 +397,7 @@ def _task_t2s(gen: _Gen, j: _Judges, s: EvalSettings, save: _Saver) -> dict[str,
     bar = _bar(len(items), "eval t2s", s)
     for _, idx in sorted(groups.items()):
         dur = sum(items[i]["audio"].shape[-1] for i in idx) / len(idx) / sr
-        T = max(1, round(dur * fps))
+        T = _audio_frames(dur, fps, s)
         for chunk in _batches(idx, s.batch_size):
             out = gen([[Text(items[i]["caption"])] for i in chunk], "audio", grid=(T,),
                       max_new_tokens=None)
@@ -395,6 +411,9 @@ def _task_t2s(gen: _Gen, j: _Judges, s: EvalSettings, save: _Saver) -> dict[str,
     res = _wer_block([(refs[i], hyps[i]) for i in range(len(items))], engines)
     real = [(r, j.asr.transcribe(it["audio"].reshape(-1).numpy(), sr, mode="digits")) for r, it in zip(refs, items)]
     res["real_recordings"] = _wer_block(real, engines)
+    res["duration_s"] = {"generated": sum(audio[i].shape[-1] for i in audio) / len(items) / sr,
+                      "real": sum(it["audio"].shape[-1] for it in items) / len(items) / sr,
+                      "length": "model ends it" if free else "fixed per group"}
     res["samples"] = [{"text": refs[i], "file": save.audio(audio[i], f"t2s/gen-{i}", sr), "asr": hyps[i],
                        "real_file": save.audio(items[i]["audio"], f"t2s/real-{i}", sr), "engine": engines[i]}
                       for i in range(min(save.n, len(items)))]
@@ -461,7 +480,7 @@ def _task_i2s(gen: _Gen, j: _Judges, s: EvalSettings, save: _Saver) -> dict[str,
     sr, fps = gen.audio_rate()
     ref_items = _speech_items(s, "digit", 20, sr)
     dur = sum(it["audio"].shape[-1] for it in ref_items) / len(ref_items) / sr
-    T = max(1, round(dur * fps))
+    T = _audio_frames(dur, fps, s)
     items = _balanced_digits(s, s.limit)
     hyps: list[str] = []
     audio: list[Tensor] = []
@@ -637,6 +656,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sampling temperature for image / audio / video (default: per modality)")
     parser.add_argument("--top-k", type=int, default=None,
                         help="top-k for image / audio / video sampling (default: per modality)")
+    parser.add_argument("--sampling", action="append", default=[], metavar="MODALITY.KEY=VALUE",
+                        help="per-modality sampling, repeatable, e.g. --sampling audio.cfg_scale=1 "
+                             "--sampling audio.until_end=true (keys: " + ", ".join(SAMPLING_KEYS) + ")")
     parser.add_argument("--split", default="test", choices=["test", "val"],
                         help="held-out split to judge on (val: choose sampling settings without touching test)")
     parser.add_argument("--device", default="auto")
@@ -668,13 +690,30 @@ def settings_for(vocab_dir: Path, **kw: Any) -> EvalSettings:
     return EvalSettings(**kw)
 
 
+def parse_sampling(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["audio.cfg_scale=1", "audio.until_end=true"]`` -> ``{"audio": {"cfg_scale": 1, "until_end": True}}``
+    (values read as YAML scalars)."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        modality, dot, name = key.partition(".")
+        if not sep or not dot or modality not in ("image", "audio", "video") or name not in SAMPLING_KEYS:
+            raise ValueError(f"--sampling {item!r}: expected MODALITY.KEY=VALUE with MODALITY image, audio or video "
+                             f"and KEY one of {', '.join(SAMPLING_KEYS)}")
+        out.setdefault(modality, {})[name] = yaml.safe_load(value)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     model, vocab, vocab_dir = load_model_and_vocab(args.ckpt, args.vocab, args.device)
     s = settings_for(vocab_dir, tasks=[t.strip() for t in args.tasks.split(",") if t.strip()], limit=args.limit,
                      seed=args.seed, data_root=args.root, engines=tuple(e for e in args.engines.split(",") if e),
                      fid=not args.no_fid, batch_size=args.batch_size, cfg_scale=args.cfg_scale,
                      temperature=args.temperature, top_k=args.top_k, split=args.split,
-                     samples_dir=args.samples, progress=not args.no_progress)
+                     samples_dir=args.samples, progress=not args.no_progress,
+                     sampling=parse_sampling(args.sampling))
     result = evaluate_model(model, vocab, s)
     result["ckpt"] = str(args.ckpt)
     out = Path(args.out) if args.out else Path(args.ckpt) / "eval.json"

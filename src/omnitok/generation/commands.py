@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocab", default=None, help="vocabulary folder (default: recorded by the checkpoint)")
     parser.add_argument("--out", default=None, help="output file (.png / .wav / .mp4; text: .txt, else stdout)")
     parser.add_argument("--grid", default=None, help="image HxW, video TxHxW, audio T (time steps)")
+    parser.add_argument("--until-end", action="store_true",
+                        help="audio: the model ends the speech itself; --grid T (or --max-new-tokens) is the cap")
     parser.add_argument("--cfg", dest="cfg_scale", type=float, default=None, help="guidance scale (1 = off)")
     parser.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear"])
     parser.add_argument("--temperature", type=float, default=None)
@@ -280,7 +282,8 @@ def run(args: argparse.Namespace) -> int:
     result = generate(model, vocab, segments, produce, grid=grid, cfg_scale=args.cfg_scale,
                       cfg_schedule=args.cfg_schedule, temperature=args.temperature, top_k=args.top_k,
                       top_p=args.top_p, seed=args.seed, max_new_tokens=args.max_new_tokens,
-                      num_samples=args.num_samples, on_token=streamer, method=args.method)
+                      num_samples=args.num_samples, on_token=streamer, method=args.method,
+                      until_end=args.until_end)
     if streamer is not None:
         streamer.close()
     if streamer is not None and produce == "text":

@@ -13,6 +13,11 @@ replay every table against :class:`~omnitok.vocab.grammar.GrammarState`, so the 
 Text has no fixed layout: its table allows text ids and END_TEXT at every step except the last, which forces
 END_TEXT (so a sequence cut by ``max_new_tokens`` still decodes); the loop stops early once every row has
 emitted END_TEXT, checked on the host only every few steps.
+
+Audio can be of fixed length (exactly T frames, then END_AUDIO) or, with ``until_end=True``, end where the model
+ends it, as an autoregressive TTS model predicts its own stop: END_AUDIO is then allowed at every whole-frame
+boundary from ``min_frames`` on and forced after T frames (a one-codebook stream or the flatten pattern; the
+delay pattern's tail of pads cannot be decided per step by a table).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import torch
 from torch import Tensor
 
 from omnitok.vocab.document import Audio, Image, Video
-from omnitok.vocab.vocabulary import Vocabulary
+from omnitok.vocab.vocabulary import CodecEntry, Vocabulary
 
 __all__ = ["StepTable", "prompt_head_length", "step_table"]
 
@@ -89,12 +94,16 @@ def prompt_head_length(target: str) -> int:
 
 
 def step_table(vocab: Vocabulary, target: str, grid: Sequence[int] | None = None,
-               max_new_tokens: int | None = None) -> StepTable:
+               max_new_tokens: int | None = None, until_end: bool = False, min_frames: int = 1) -> StepTable:
     """The allowed ids of each generated position after ``vocab.encode_prompt(..., target, grid)``.
 
     grid: (h, w) for image, (t, h, w) for video, (T,) time steps for audio; text takes ``max_new_tokens``
     (>= 1) instead. The table covers the target segment up to and including its END token.
+    until_end (audio only): T is the most frames; END_AUDIO may also follow any frame from ``min_frames`` on
+    (``stop_id`` is then END_AUDIO).
     """
+    if until_end and target != "audio":
+        raise ValueError(f"until_end is for audio (text always stops at END_TEXT), not {target!r}")
     if target == "text":
         if not max_new_tokens or max_new_tokens < 1:
             raise ValueError(f"text generation needs max_new_tokens >= 1, got {max_new_tokens}")
@@ -129,4 +138,28 @@ def step_table(vocab: Vocabulary, target: str, grid: Sequence[int] | None = None
             lookup[r] = len(ranges)
             ranges.append(r)
         index[s] = lookup[r]
-    return StepTable(_masks(vocab, ranges), index, ranges)
+    if not until_end:
+        return StepTable(_masks(vocab, ranges), index, ranges)
+    return _until_end(vocab, e, ranges, index, shape[0], min_frames)
+
+
+def _until_end(vocab: Vocabulary, e: CodecEntry, ranges: list[Ranges], index: Tensor, T: int,
+               min_frames: int) -> StepTable:
+    """The fixed audio table of T frames with END_AUDIO also allowed after each whole frame >= min_frames."""
+    n_q = e.num_codebooks
+    if vocab.audio_pattern == "delay" and n_q > 1:
+        raise ValueError(f"until_end: audio of {n_q} codebooks in the delay pattern has a tail of pads after its "
+                         "last frame; use a one-codebook codec or the flatten pattern, or give a fixed length")
+    if not 1 <= min_frames <= T:
+        raise ValueError(f"min_frames must be in 1..{T} (the grid's frames), got {min_frames}")
+    end = vocab.end_id("audio")
+    ranges, index = list(ranges), index.clone()
+    lookup = {r: m for m, r in enumerate(ranges)}
+    for f in range(min_frames, T):  # step f * n_q starts frame f: it may be END_AUDIO instead
+        s = f * n_q
+        r = _merge([*ranges[int(index[s])], (end, end + 1)])
+        if r not in lookup:
+            lookup[r] = len(ranges)
+            ranges.append(r)
+        index[s] = lookup[r]
+    return StepTable(_masks(vocab, ranges), index, ranges, stop_id=end)

@@ -280,6 +280,8 @@ def generate(
     decode_data: bool = True,
     check_every: int = 16,
     cuda_graph: bool = True,
+    until_end: bool = False,
+    min_frames: int = 1,
 ) -> GenerationOutput:
     """Generate a ``produce`` segment ("text" | "image" | "audio" | "video") after each prompt.
 
@@ -293,6 +295,8 @@ def generate(
     method: "cached" | "jacobi" | "naive" (see the module docstring).
     jacobi_window: draft tokens verified per forward; None = 16 on a GPU (a forward of 17 tokens costs about
     one of 1 token there), 3 on a CPU (where the forward's cost grows with its tokens).
+    until_end (audio): the grid's T is the most frames and the model ends the segment itself (END_AUDIO after
+    any frame from ``min_frames`` on), as an autoregressive TTS model does; default: exactly T frames.
     """
     if produce not in MODALITY_DEFAULTS:
         raise ValueError(f"produce: expected one of {sorted(MODALITY_DEFAULTS)}, got {produce!r}")
@@ -316,7 +320,7 @@ def generate(
         grid = tuple(grid) if grid is not None else default_grid(vocab, produce, budget)
     elif grid is not None:
         raise ValueError("grid: text takes no grid; use max_new_tokens")
-    table = step_table(vocab, produce, grid, max_new)
+    table = step_table(vocab, produce, grid, max_new, until_end=until_end, min_frames=min_frames)
     S = table.num_steps
     if produce != "text" and max_new_tokens is not None and max_new_tokens < S:
         raise ValueError(f"max_new_tokens={max_new_tokens} is too small for a {produce} of grid {grid} "

@@ -54,7 +54,8 @@ def decode_jacobi(model: Transformer, ids: Tensor, mask: Tensor, table: StepTabl
     holds ``forwards`` (model calls, prefill included) and ``accepted_per_step`` (tokens per row per forward).
     """
     if table.stop_id is not None:
-        raise ValueError("speculative Jacobi decoding needs a fixed layout (image / video / audio), not text")
+        raise ValueError("speculative Jacobi decoding needs a fixed layout (image / video / fixed-length audio), "
+                         "not text or until_end audio")
     if window < 1:
         raise ValueError(f"jacobi window must be >= 1, got {window}")
     t0 = time.perf_counter()
