@@ -43,7 +43,8 @@ __all__ = ["TASKS", "EvalSettings", "add_arguments", "digit_from_text", "evaluat
 
 TASKS = ("t2i", "i2t", "t2s", "s2t", "t2v", "i2s", "s2i", "text")
 #: keys of ``EvalSettings.sampling[modality]``; ``until_end`` (audio): the model ends the speech itself
-SAMPLING_KEYS = ("cfg_scale", "temperature", "top_k", "top_p", "until_end")
+SAMPLING_KEYS = ("cfg_scale", "temperature", "top_k", "top_p", "until_end")  # until_end last (audio only)
+MEDIA = ("image", "audio", "video")  # the modalities whose sampling --sampling sets (text is greedy here)
 UNTIL_END_SLACK = 1.5  # t2s with until_end: the cap on frames is 1.5x the group's mean reference duration
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -182,9 +183,9 @@ class _Gen:
             kw.setdefault("max_new_tokens", 48)
         else:
             for key, value in (self.s.sampling.get(produce) or {}).items():
-                if key not in SAMPLING_KEYS or (key == "until_end" and produce != "audio"):
-                    raise ValueError(f"eval sampling.{produce}.{key}: expected one of "
-                                     f"{', '.join(k for k in SAMPLING_KEYS if produce == 'audio' or k != 'until_end')}")
+                keys = SAMPLING_KEYS if produce == "audio" else SAMPLING_KEYS[:-1]  # until_end: audio only
+                if key not in keys:
+                    raise ValueError(f"eval sampling.{produce}.{key}: expected one of {', '.join(keys)}")
                 kw.setdefault(key, value)
             for key in ("cfg_scale", "temperature", "top_k"):
                 if getattr(self.s, key) is not None:
@@ -699,7 +700,7 @@ def parse_sampling(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     for item in items:
         key, sep, value = item.partition("=")
         modality, dot, name = key.partition(".")
-        if not sep or not dot or modality not in ("image", "audio", "video") or name not in SAMPLING_KEYS:
+        if not sep or not dot or modality not in MEDIA or name not in SAMPLING_KEYS:
             raise ValueError(f"--sampling {item!r}: expected MODALITY.KEY=VALUE with MODALITY image, audio or video "
                              f"and KEY one of {', '.join(SAMPLING_KEYS)}")
         out.setdefault(modality, {})[name] = yaml.safe_load(value)

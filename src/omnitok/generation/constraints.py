@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from omnitok.vocab.document import Audio, Image, Video
-from omnitok.vocab.vocabulary import CodecEntry, Vocabulary
+from omnitok.vocab.vocabulary import Vocabulary
 
 __all__ = ["StepTable", "prompt_head_length", "step_table"]
 
@@ -129,37 +129,24 @@ def step_table(vocab: Vocabulary, target: str, grid: Sequence[int] | None = None
     for k in range(e.num_codebooks):
         lo, hi = e.level_range(k)
         level_of[lo] = (lo, hi)  # dummy code 0 of level k is the level's first id
-    ranges = []
+    steps: list[Ranges] = [(level_of[i],) if i in level_of else ((i, i + 1),) for i in ids.tolist()]
+    stop_id = None
+    if until_end:  # END_AUDIO may also start any whole frame from min_frames on (step f * n_q starts frame f)
+        n_q, T = e.num_codebooks, shape[0]
+        if vocab.audio_pattern == "delay" and n_q > 1:
+            raise ValueError(f"until_end: audio of {n_q} codebooks in the delay pattern has a tail of pads after "
+                             "its last frame; use a one-codebook codec or the flatten pattern, or a fixed length")
+        if not 1 <= min_frames <= T:
+            raise ValueError(f"min_frames must be in 1..{T} (the grid's frames), got {min_frames}")
+        stop_id = vocab.end_id("audio")
+        for f in range(min_frames, T):
+            steps[f * n_q] = _merge([*steps[f * n_q], (stop_id, stop_id + 1)])
+    ranges: list[Ranges] = []
     lookup: dict[Ranges, int] = {}
-    index = torch.empty(len(ids), dtype=torch.long)
-    for s, i in enumerate(ids.tolist()):
-        r: Ranges = (level_of[i],) if i in level_of else ((i, i + 1),)
+    index = torch.empty(len(steps), dtype=torch.long)
+    for k, r in enumerate(steps):
         if r not in lookup:
             lookup[r] = len(ranges)
             ranges.append(r)
-        index[s] = lookup[r]
-    if not until_end:
-        return StepTable(_masks(vocab, ranges), index, ranges)
-    return _until_end(vocab, e, ranges, index, shape[0], min_frames)
-
-
-def _until_end(vocab: Vocabulary, e: CodecEntry, ranges: list[Ranges], index: Tensor, T: int,
-               min_frames: int) -> StepTable:
-    """The fixed audio table of T frames with END_AUDIO also allowed after each whole frame >= min_frames."""
-    n_q = e.num_codebooks
-    if vocab.audio_pattern == "delay" and n_q > 1:
-        raise ValueError(f"until_end: audio of {n_q} codebooks in the delay pattern has a tail of pads after its "
-                         "last frame; use a one-codebook codec or the flatten pattern, or give a fixed length")
-    if not 1 <= min_frames <= T:
-        raise ValueError(f"min_frames must be in 1..{T} (the grid's frames), got {min_frames}")
-    end = vocab.end_id("audio")
-    ranges, index = list(ranges), index.clone()
-    lookup = {r: m for m, r in enumerate(ranges)}
-    for f in range(min_frames, T):  # step f * n_q starts frame f: it may be END_AUDIO instead
-        s = f * n_q
-        r = _merge([*ranges[int(index[s])], (end, end + 1)])
-        if r not in lookup:
-            lookup[r] = len(ranges)
-            ranges.append(r)
-        index[s] = lookup[r]
-    return StepTable(_masks(vocab, ranges), index, ranges, stop_id=end)
+        index[k] = lookup[r]
+    return StepTable(_masks(vocab, ranges), index, ranges, stop_id)
