@@ -35,6 +35,9 @@ def test_config_overrides():
         load_config("nope")
     with pytest.raises(ValueError, match="key=value"):
         load_config("debug", ["eval.limit"])
+    assert load_config("debug")["vocab"]["audio_encode_dtype"] == "float32"
+    with pytest.raises(ValueError, match="audio_encode_dtype"):
+        load_config("debug", ["vocab.audio_encode_dtype=float16"])
 
 
 def test_quickstart_debug_end_to_end(env):

@@ -74,6 +74,9 @@ def load_config(preset: str = "quickstart", overrides: list[str] | None = None) 
     for section in ("data", "codecs", "tokenize", "lm", "eval"):
         if section not in cfg:
             raise ValueError(f"{path}: missing section {section!r}")
+    dtype = (cfg.get("vocab") or {}).get("audio_encode_dtype", "float64")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"vocab.audio_encode_dtype: expected float32 or float64, got {dtype!r}")
     return cfg
 
 
@@ -243,6 +246,8 @@ def _stage_tokenize(cfg: dict[str, Any], out: Path, data_root: Path, progress: b
     pipeline, in this process so the codecs load once)."""
     from itertools import islice
 
+    import torch
+
     from omnitok.codecs.base import select_device
     from omnitok.data.build import load_card, shard_paths
     from omnitok.data.dataset import ShardDataset
@@ -263,6 +268,9 @@ def _stage_tokenize(cfg: dict[str, Any], out: Path, data_root: Path, progress: b
     device = select_device("auto")
     for codec in vocab.codecs.values():
         codec.to(device).eval()
+    if "audio" in vocab.codecs:  # every clip is encoded whole, one at a time: float32 gives the same codes
+        dtype = cfg.get("vocab", {}).get("audio_encode_dtype", "float64")
+        vocab.codecs["audio"].encode_dtype = getattr(torch, dtype)  # type: ignore[assignment]
     cache = CodeCache().install(vocab)  # paired tasks share their images and clips: encode each once
     image_size = codec_input_size(vocab_dir, codecs, "image")
     video_size = codec_input_size(vocab_dir, codecs, "video")

@@ -73,6 +73,23 @@ def test_chunked_equals_whole_bit_for_bit(codec: AudioCodec, batch: int, chunks:
         assert torch.equal(codec.encode_chunked(x, chunk), whole), f"chunk of {chunk} frames"
 
 
+def test_float32_encoder_matches_float64() -> None:
+    """encode_dtype float32 (the quickstart's tokenisation) gives the float64 codes on whole clips; latents
+    agree to float32 rounding; any other dtype is refused."""
+    codec = tiny_codec()
+    x = speechy(2, 40 * HOP, seed=3)
+    with torch.no_grad():
+        z64, c64 = codec.encode_latents(codec.prepare(x)), codec.encode(x)
+        codec.encode_dtype = torch.float32
+        z32, c32 = codec.encode_latents(codec.prepare(x)), codec.encode(x)
+    assert z32.dtype == z64.dtype == torch.float32
+    assert not torch.equal(z32, z64) and torch.allclose(z32, z64, atol=1e-5)  # computed in another dtype
+    assert torch.equal(c32, c64)
+    codec.encode_dtype = torch.float16
+    with pytest.raises(ValueError, match="encode_dtype"):
+        codec.encode(x)
+
+
 def test_chunks_without_context_differ(codec: AudioCodec) -> None:
     """The left context is what makes chunking exact: without it the codes change (the test can fail)."""
     x = speechy(1, 37 * HOP, seed=3)

@@ -80,6 +80,10 @@ class AudioCodec(Codec):
     """
 
     modality = "audio"
+    #: dtype of the encoder at inference. float64 (the default) makes codes independent of how a signal is
+    #: chunked or batched; float32 is ~1.35x faster on CPU and equal in practice for whole clips encoded one at
+    #: a time (the quickstart's tokenisation sets it: 0 of 12,668 codes differed on 200 speech clips)
+    encode_dtype: torch.dtype = torch.float64
 
     def __init__(
         self,
@@ -234,7 +238,7 @@ class AudioCodec(Codec):
         return self._encode_prepared(x, n_q)
 
     def _encode_prepared(self, x: Tensor, n_q: int | None = None) -> Tensor:
-        """Prepared (B, 1, F * hop) -> codes (B, F, n_q); the encoder runs in float64 (see encode_latents)."""
+        """Prepared (B, 1, F * hop) -> codes (B, F, n_q); the encoder runs in ``encode_dtype`` (see encode_latents)."""
         z = self.encode_latents(x)  # (B, D, F) float32
         was_training = self.quantizer.training
         self.quantizer.eval()  # no dropout, no codebook updates
@@ -245,22 +249,26 @@ class AudioCodec(Codec):
         return codes
 
     def encode_latents(self, x: Tensor) -> Tensor:
-        """Prepared (B, 1, F * hop) -> continuous latents (B, D, F), computed in float64, returned as float32.
+        """Prepared (B, 1, F * hop) -> continuous latents (B, D, F), computed in ``encode_dtype`` (float64 unless set), returned as float32.
 
         Why float64: CPU float32 convolution kernels (oneDNN, BLAS) pick their blocking from the input
         length and batch size, so the same frame computed inside a long and a short input can differ in
         the last bit (about 1e-7), which can flip a code at a near tie. Summing in float64 and rounding to
         float32 makes the frame values independent of the chunking in practice (a difference would need a
         float64 rounding error to straddle a float32 rounding boundary: about 1e-8 per value). It costs
-        about 2x encoder time; training stays float32.
+        about 1.35x encoder time on CPU; training stays float32. ``encode_dtype = torch.float32`` trades
+        that guarantee for speed.
         """
-        params = {k: v.double() for k, v in self.encoder.named_parameters()}
-        params.update({k: v.double() for k, v in self.encoder.named_buffers()})
-        z = torch.func.functional_call(self.encoder, params, (x.double(),))  # (B, D, F) float64
+        dt = self.encode_dtype
+        if dt not in (torch.float32, torch.float64):
+            raise ValueError(f"encode_dtype must be torch.float32 or torch.float64, got {dt}")
+        params = {k: v.to(dt) for k, v in self.encoder.named_parameters()}
+        params.update({k: v.to(dt) for k, v in self.encoder.named_buffers()})
+        z = torch.func.functional_call(self.encoder, params, (x.to(dt),))  # (B, D, F)
         if self.latent_norm is not None:  # inference: the running statistics, a fixed affine map
             ln = self.latent_norm
-            mean = ln.running_mean.double()[:, None]  # type: ignore[index]
-            std = (ln.running_var.double() + ln.eps).sqrt()[:, None]  # type: ignore[operator]
+            mean = ln.running_mean.to(dt)[:, None]  # type: ignore[index]
+            std = (ln.running_var.to(dt) + ln.eps).sqrt()[:, None]  # type: ignore[operator]
             z = (z - mean) / std
         return z.float()
 
