@@ -74,8 +74,8 @@ def load_config(preset: str = "quickstart", overrides: list[str] | None = None) 
     for section in ("data", "codecs", "tokenize", "lm", "eval"):
         if section not in cfg:
             raise ValueError(f"{path}: missing section {section!r}")
-    dtype = (cfg.get("vocab") or {}).get("audio_encode_dtype", "float64")
-    if dtype not in ("float32", "float64"):
+    dtype = (cfg.get("vocab") or {}).get("audio_encode_dtype")  # None: the codec's own default (float64)
+    if dtype not in (None, "float32", "float64"):
         raise ValueError(f"vocab.audio_encode_dtype: expected float32 or float64, got {dtype!r}")
     return cfg
 
@@ -268,8 +268,8 @@ def _stage_tokenize(cfg: dict[str, Any], out: Path, data_root: Path, progress: b
     device = select_device("auto")
     for codec in vocab.codecs.values():
         codec.to(device).eval()
-    if "audio" in vocab.codecs:  # every clip is encoded whole, one at a time: float32 gives the same codes
-        dtype = cfg.get("vocab", {}).get("audio_encode_dtype", "float64")
+    dtype = cfg.get("vocab", {}).get("audio_encode_dtype")  # checked by load_config
+    if dtype and "audio" in vocab.codecs:  # each clip is encoded whole, one at a time: float32 gives the same codes
         vocab.codecs["audio"].encode_dtype = getattr(torch, dtype)  # type: ignore[assignment]
     cache = CodeCache().install(vocab)  # paired tasks share their images and clips: encode each once
     image_size = codec_input_size(vocab_dir, codecs, "image")
