@@ -33,6 +33,8 @@ from omnitok.model.transformer import Transformer, lm_loss
 from omnitok.train import distributed as dist_utils
 from omnitok.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from omnitok.train.metrics import FLOPS_PEAK, MetricsWriter, TokenStats, flops_per_token, plot_curves
+from omnitok.train.muon import Muon
+from omnitok.train.muon import param_groups as muon_param_groups
 from omnitok.train.schedule import lr_at
 
 __all__ = ["BatchSource", "SyntheticBatches", "TrainConfig", "add_arguments", "build_optimizer", "run", "train"]
@@ -54,6 +56,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
     weight_decay: float = 0.1
+    optimizer: str = "adamw"  # adamw | muon (Muon on the blocks' matrices, AdamW on the rest: train/muon.py)
+    muon_momentum: float = 0.95
     beta1: float = 0.9
     beta2: float = 0.95
     eps: float = 1e-8
@@ -209,8 +213,14 @@ def val_folders(data: str) -> str:
     return ",".join(out)
 
 
-def build_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only (no decay on norms, embeddings, or a tied head)."""
+def build_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
+    """``tc.optimizer``: AdamW, or Muon on the blocks' matrices with AdamW on the rest (:mod:`omnitok.train.muon`);
+    weight decay on matrices only (no decay on norms, embeddings, or a tied head)."""
+    if tc.optimizer == "muon":
+        return Muon(muon_param_groups(model, tc.weight_decay), lr=tc.lr, momentum=tc.muon_momentum,
+                    betas=(tc.beta1, tc.beta2), eps=tc.eps)
+    if tc.optimizer != "adamw":
+        raise ValueError(f"train.optimizer: expected adamw or muon, got {tc.optimizer!r}")
     decay, no_decay, seen = [], [], set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
@@ -355,6 +365,8 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
         train_seconds = float(ck["config"].get("train_seconds", 0.0))
         if info.is_main:
             print(f"omnitok train lm: resumed from {ckpt_path} at step {step}", file=sys.stderr)
+    if info.enabled and tc.distributed == "fsdp" and tc.optimizer == "muon":
+        raise ValueError("train.optimizer=muon needs whole matrices; use train.distributed=ddp (FSDP shards them)")
     if info.enabled and tc.distributed == "fsdp" and ckpt_path is not None:
         raise ValueError("resuming FSDP runs is not supported yet; resume with train.distributed=ddp")
     wrapped = dist_utils.wrap_model(model, info, tc.distributed)
