@@ -207,3 +207,24 @@ def test_istft_decoder_shapes() -> None:
         tiny_codec(decoder="mdct")
     with pytest.raises(ValueError, match="must divide the hop"):
         tiny_codec(decoder="istft", istft_ratios=(3,))
+
+
+def test_encode_many_equals_encode_of_each_clip(codec: AudioCodec) -> None:
+    lengths = [1000, 320, 7 * HOP, 5000, 1, 2 * HOP + 1, 4000]  # ragged, some not whole frames
+    clips = [speechy(1, n, seed=i)[0] for i, n in enumerate(lengths)]  # each (1, T)
+    for batch_size in (1, 3, 16):
+        many = codec.encode_many(clips, batch_size=batch_size)
+        for clip, codes in zip(clips, many):
+            assert torch.equal(codes, codec.encode(clip[None])[0])  # float64 encoder: bit for bit
+    assert [c.shape[0] for c in many] == [math.ceil(n / HOP) for n in lengths]
+    assert codec.encode_many(clips[:2], n_q=2)[0].shape == (4, 2)
+    assert codec.encode_many([]) == []
+
+
+def test_encode_many_names_bad_clips(codec: AudioCodec) -> None:
+    with pytest.raises(ValueError, match=r"clip 1 must be a \(channels, T\) tensor"):
+        codec.encode_many([torch.zeros(1, 400), torch.zeros(400)])
+    with pytest.raises(ValueError, match="empty audio"):
+        codec.encode_many([torch.zeros(1, 0)])
+    with pytest.raises(ValueError, match="batch_size"):
+        codec.encode_many([torch.zeros(1, 400)], batch_size=0)

@@ -225,3 +225,21 @@ def test_views_write_translated_copies_of_each_image_document(root, codec_dirs, 
     assert differ > 24  # translated images encode to other codes
     with pytest.raises(ValueError, match="shift"):
         _cli(root, codec_dirs, vdir, "digits:image2caption", tmp_path / "bad", "--views", "2")
+
+
+def test_code_cache_remembers_the_clips_of_encode_many() -> None:
+    from types import SimpleNamespace
+
+    from omnitok.codecs.audio import AudioCodec
+
+    torch.manual_seed(0)
+    codec = AudioCodec(dim=8, enc_channels=2, dec_channels=2, codebook_size=16, num_codebooks=2,
+                       quantizer_kwargs={"kmeans_init": False}).eval()
+    clips = [torch.rand(1, n) * 2 - 1 for n in (700, 320, 1500)]
+    ref = [codec.encode(c[None])[0] for c in clips]
+    cache = CodeCache().install(SimpleNamespace(codecs={"audio": codec}))  # type: ignore[arg-type]
+    assert all(torch.equal(a, b) for a, b in zip(codec.encode_many(clips), ref)) and cache.misses == 3
+    again = codec.encode_many([clips[2], torch.rand(1, 400), clips[0]])
+    assert torch.equal(again[0], ref[2]) and torch.equal(again[2], ref[0])
+    assert (cache.hits, cache.misses) == (2, 4)
+    assert torch.equal(codec.encode(clips[1][None])[0], ref[1]) and cache.hits == 3  # one store for both paths

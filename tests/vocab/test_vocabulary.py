@@ -285,3 +285,21 @@ def test_build_from_codec_folders(tmp_path) -> None:
     assert Vocabulary.load(tmp_path / "v").hash == v.hash
     with pytest.raises(ValueError, match="not a modality"):
         Vocabulary.build({"smell": DebugImageCodec()})
+
+
+def test_clips_of_any_length_go_to_encode_many_together(monkeypatch) -> None:
+    v = make_vocab()
+    audio = v.codecs["audio"]
+    calls: list[int] = []
+
+    def encode_many(clips):  # a codec that pads exactly (AudioCodec.encode_many) gets every clip in one call
+        calls.append(len(clips))
+        return [audio.encode(c[None])[0] for c in clips]
+
+    monkeypatch.setattr(audio, "encode_many", encode_many, raising=False)
+    g = torch.Generator().manual_seed(0)
+    docs = [Document([Text("spoken digit"), Audio(data=torch.rand(1, n, generator=g) * 2 - 1)]) for n in (400, 160, 800)]
+    v.fill_codes(docs, batch_size=2)
+    assert calls == [3]
+    for d in docs:
+        assert torch.equal(d.segments[1].codes, audio.encode(d.segments[1].data[None])[0])

@@ -273,6 +273,40 @@ class AudioCodec(Codec):
         return z.float()
 
     @torch.no_grad()
+    def encode_many(self, clips: Sequence[Tensor], n_q: int | None = None, sample_rate: int | None = None,
+                    batch_size: int = 8) -> list[Tensor]:
+        """Clips of any lengths, each (C, T) -> their codes, each (ceil(T / hop), n_q): equal to ``encode`` of each
+        clip alone, in batches.
+
+        Clips are sorted by length and each batch is right-padded with zeros to its longest clip; the encoder is
+        causal, so a clip's frames never see the padding after it (the same argument as :meth:`encode_chunked`).
+        Bit for bit with the float64 encoder (the default); with ``encode_dtype = torch.float32`` the batch
+        shape can flip a code at a near tie (1 of the quickstart's 436,005 training speech codes). On a 2-core CPU the
+        quickstart's 7,190 training clips encode in 73 s instead of 132 s one at a time (docs/results.md).
+        """
+        if batch_size < 1:
+            raise ValueError(f"encode_many: batch_size must be >= 1, got {batch_size}")
+        n_q = self._check_n_q(n_q)
+        prepared = []
+        for i, clip in enumerate(clips):
+            if not isinstance(clip, Tensor) or clip.dim() != 2:
+                shape = tuple(clip.shape) if isinstance(clip, Tensor) else type(clip).__name__
+                raise ValueError(f"AudioCodec.encode_many: clip {i} must be a (channels, T) tensor, got {shape}")
+            prepared.append(self.prepare(clip[None], sample_rate)[0])  # (1, F_i * hop)
+        out: list[Tensor | None] = [None] * len(prepared)
+        order = sorted(range(len(prepared)), key=lambda i: prepared[i].shape[-1])
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            longest = prepared[idx[-1]].shape[-1]
+            x = prepared[idx[0]].new_zeros(len(idx), 1, longest)  # (b, 1, longest)
+            for row, i in enumerate(idx):
+                x[row, :, : prepared[i].shape[-1]] = prepared[i]
+            codes = self._encode_prepared(x, n_q)  # (b, longest / hop, n_q)
+            for row, i in enumerate(idx):
+                out[i] = codes[row, : prepared[i].shape[-1] // self.hop]
+        return out  # type: ignore[return-value]
+
+    @torch.no_grad()
     def encode_chunked(self, x: Tensor, chunk_frames: int, n_q: int | None = None,
                        sample_rate: int | None = None) -> Tensor:
         """Encode in chunks of ``chunk_frames`` frames with left context; equals :meth:`encode` bit for bit."""

@@ -71,8 +71,9 @@ class CodeCache:
     bytes and shape), so tasks that share media (caption2image and image2caption, transcript2speech and
     speech2transcript, image2speech and speech2image) encode each image or clip once.
 
-    ``CodeCache().install(vocab)`` wraps the ``encode`` of each loaded media codec in place; codes equal those of
-    the plain codec (encoding is per example: codecs in eval mode have no batch-dependent layers).
+    ``CodeCache().install(vocab)`` wraps the ``encode`` (and, for the audio codec, ``encode_many``) of each loaded
+    media codec in place; both paths share one store, and codes equal those of the plain codec (encoding is per
+    example: codecs in eval mode have no batch-dependent layers, and ``encode_many`` pads exactly).
     """
 
     def __init__(self) -> None:
@@ -84,14 +85,35 @@ class CodeCache:
         for modality, codec in vocab.codecs.items():
             if modality != "text" and not getattr(codec.encode, "_code_cache", False):
                 codec.encode = self._wrap(modality, codec.encode)
+            if hasattr(codec, "encode_many") and not getattr(codec.encode_many, "_code_cache", False):
+                codec.encode_many = self._wrap_many(modality, codec.encode_many)
         return self
+
+    def _key(self, modality: str, x: torch.Tensor) -> tuple[str, str]:
+        x = x.detach().cpu().contiguous()
+        return modality, hashlib.sha1(x.numpy().tobytes()).hexdigest() + str(tuple(x.shape))
+
+    def _wrap_many(self, modality: str, inner: Any) -> Any:
+        def encode_many(clips: Any, *args: Any, **kwargs: Any) -> Any:
+            if args or kwargs:
+                return inner(clips, *args, **kwargs)
+            keys = [self._key(modality, c) for c in clips]
+            missing = [i for i, k in enumerate(keys) if k not in self.store]
+            self.hits += len(keys) - len(missing)
+            self.misses += len(missing)
+            if missing:
+                for i, c in zip(missing, inner([clips[i] for i in missing])):
+                    self.store[keys[i]] = c.cpu()
+            return [self.store[k] for k in keys]
+
+        encode_many._code_cache = True  # type: ignore[attr-defined]
+        return encode_many
 
     def _wrap(self, modality: str, inner: Any) -> Any:
         def encode(x: Any, *args: Any, **kwargs: Any) -> Any:
             if not isinstance(x, torch.Tensor) or args or kwargs or x.dim() < 2:
                 return inner(x, *args, **kwargs)
-            rows = x.detach().cpu().contiguous()
-            keys = [(modality, hashlib.sha1(r.numpy().tobytes()).hexdigest() + str(tuple(r.shape))) for r in rows]
+            keys = [self._key(modality, r) for r in x]
             missing = [i for i, k in enumerate(keys) if k not in self.store]
             self.hits += len(keys) - len(missing)
             self.misses += len(missing)

@@ -453,9 +453,17 @@ class Vocabulary:
                 else:
                     if seg.data is None:
                         raise VocabularyError(f"a {type(seg).__name__} segment needs data or codes")
-                    groups.setdefault((seg.modality, tuple(seg.data.shape)), []).append(seg)
+                    # clips of any length batch together when the codec pads them exactly (encode_many)
+                    ragged = hasattr(self.codecs.get(seg.modality), "encode_many")
+                    groups.setdefault((seg.modality,) if ragged else (seg.modality, tuple(seg.data.shape)),
+                                      []).append(seg)
         for key, segs in groups.items():
             codec = self._codec(key[0])
+            if len(key) == 1 and key[0] != "text":
+                dev = _device_of(codec)
+                for s, c in zip(segs, codec.encode_many([s.data.to(dev) for s in segs])):
+                    s.codes = c.cpu()
+                continue
             for i in range(0, len(segs), batch_size):
                 chunk = segs[i : i + batch_size]
                 if key[0] == "text":
