@@ -93,38 +93,35 @@ class CodeCache:
         x = x.detach().cpu().contiguous()
         return modality, hashlib.sha1(x.numpy().tobytes()).hexdigest() + str(tuple(x.shape))
 
-    def _wrap_many(self, modality: str, inner: Any) -> Any:
-        def encode_many(clips: Any, *args: Any, **kwargs: Any) -> Any:
-            if args or kwargs:
-                return inner(clips, *args, **kwargs)
-            keys = [self._key(modality, c) for c in clips]
-            missing = [i for i, k in enumerate(keys) if k not in self.store]
-            self.hits += len(keys) - len(missing)
-            self.misses += len(missing)
-            if missing:
-                for i, c in zip(missing, inner([clips[i] for i in missing])):
-                    self.store[keys[i]] = c.cpu()
-            return [self.store[k] for k in keys]
-
-        encode_many._code_cache = True  # type: ignore[attr-defined]
-        return encode_many
+    def _lookup(self, keys: list[tuple[str, str]], compute: Any) -> list[torch.Tensor]:
+        """The stored codes of ``keys``; ``compute(missing indices)`` encodes the ones not stored yet."""
+        missing = [i for i, k in enumerate(keys) if k not in self.store]
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            for i, c in zip(missing, compute(missing)):
+                self.store[keys[i]] = c.cpu()
+        return [self.store[k] for k in keys]
 
     def _wrap(self, modality: str, inner: Any) -> Any:
         def encode(x: Any, *args: Any, **kwargs: Any) -> Any:
             if not isinstance(x, torch.Tensor) or args or kwargs or x.dim() < 2:
                 return inner(x, *args, **kwargs)
             keys = [self._key(modality, r) for r in x]
-            missing = [i for i, k in enumerate(keys) if k not in self.store]
-            self.hits += len(keys) - len(missing)
-            self.misses += len(missing)
-            if missing:
-                codes = inner(x[missing]).cpu()
-                for i, c in zip(missing, codes):
-                    self.store[keys[i]] = c
-            return torch.stack([self.store[k] for k in keys])
+            return torch.stack(self._lookup(keys, lambda missing: inner(x[missing])))
 
         encode._code_cache = True  # type: ignore[attr-defined]
         return encode
+
+    def _wrap_many(self, modality: str, inner: Any) -> Any:
+        def encode_many(clips: Any, *args: Any, **kwargs: Any) -> Any:
+            if args or kwargs:
+                return inner(clips, *args, **kwargs)
+            keys = [self._key(modality, c) for c in clips]
+            return self._lookup(keys, lambda missing: inner([clips[i] for i in missing]))
+
+        encode_many._code_cache = True  # type: ignore[attr-defined]
+        return encode_many
 
 
 def _caption(meta: dict[str, Any]) -> str:

@@ -461,6 +461,7 @@ class Vocabulary:
             codec = self._codec(key[0])
             if len(key) == 1 and key[0] != "text":
                 dev = _device_of(codec)
+                # one call: the codec sorts the clips by length and batches them itself (its own batch size)
                 for s, c in zip(segs, codec.encode_many([s.data.to(dev) for s in segs])):
                     s.codes = c.cpu()
                 continue
