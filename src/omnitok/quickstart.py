@@ -269,7 +269,7 @@ def _stage_tokenize(cfg: dict[str, Any], out: Path, data_root: Path, progress: b
     for codec in vocab.codecs.values():
         codec.to(device).eval()
     dtype = cfg.get("vocab", {}).get("audio_encode_dtype")  # checked by load_config
-    if dtype and "audio" in vocab.codecs:  # each clip is encoded whole, one at a time: float32 gives the same codes
+    if dtype and "audio" in vocab.codecs:  # float32: the same codes in practice (AudioCodec.encode_dtype)
         vocab.codecs["audio"].encode_dtype = getattr(torch, dtype)  # type: ignore[assignment]
     cache = CodeCache().install(vocab)  # paired tasks share their images and clips: encode each once
     image_size = codec_input_size(vocab_dir, codecs, "image")

@@ -19,17 +19,18 @@ STEPS = ["max_steps=3", "warmup_steps=1", "lr=3e-3", "seq_len=32", "eval_every=0
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_processes_equal_single_process(tmp_path, strategy):
+@pytest.mark.parametrize(("strategy", "optimizer"), [("ddp", "adamw"), ("fsdp", "adamw"), ("ddp", "muon")])
+def test_two_processes_equal_single_process(tmp_path, strategy, optimizer):
+    steps = [*STEPS, f"optimizer={optimizer}"]  # Muon: each rank orthogonalises the same averaged gradient
     over = [f"model.{k}={v}" for k, v in MODEL.items()] + [f"train.distributed={strategy}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
            "-m", "omnitok.cli", "train", "lm", "--preset", "debug", "--data", "synthetic:vocab=64",
-           "--out", str(tmp_path / "ddp"), "--no-progress", "--device", "cpu", "batch_size=2", *STEPS, *over]
+           "--out", str(tmp_path / "ddp"), "--no-progress", "--device", "cpu", "batch_size=2", *steps, *over]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     tc = TrainConfig(**{k: (v if not v[0].isdigit() else float(v) if "." in v or "e-" in v else int(v))
-                        for k, v in (s.split("=") for s in STEPS)}, batch_size=4)
+                        for k, v in (s.split("=") for s in steps)}, batch_size=4)
     train({**MODEL}, tc, "synthetic:vocab=64", tmp_path / "single", progress=False, device="cpu")
     a = load_file(str(tmp_path / "ddp" / "final" / "model.safetensors"))
     b = load_file(str(tmp_path / "single" / "final" / "model.safetensors"))

@@ -441,7 +441,9 @@ class Vocabulary:
         """Encode the raw data of every segment without codes, in batches per modality (and data shape)."""
         if isinstance(docs, Document):
             docs = [docs]
-        groups: dict[tuple, list[Segment]] = {}
+        # (modality, data shape) -> segments; shape None: text, or clips of any length for a codec whose
+        # encode_many pads them exactly (AudioCodec)
+        groups: dict[tuple[str, tuple[int, ...] | None], list[Segment]] = {}
         for doc in docs:
             for seg in doc.segments:
                 if isinstance(seg, Uncond) or seg.codes is not None:
@@ -449,32 +451,28 @@ class Vocabulary:
                 if isinstance(seg, Text):
                     if seg.text is None:
                         raise VocabularyError("a Text segment needs text or codes")
-                    groups.setdefault(("text",), []).append(seg)
-                else:
-                    if seg.data is None:
-                        raise VocabularyError(f"a {type(seg).__name__} segment needs data or codes")
-                    # clips of any length batch together when the codec pads them exactly (encode_many)
-                    ragged = hasattr(self.codecs.get(seg.modality), "encode_many")
-                    groups.setdefault((seg.modality,) if ragged else (seg.modality, tuple(seg.data.shape)),
-                                      []).append(seg)
-        for key, segs in groups.items():
-            codec = self._codec(key[0])
-            if len(key) == 1 and key[0] != "text":
-                dev = _device_of(codec)
-                # one call: the codec sorts the clips by length and batches them itself (its own batch size)
+                    groups.setdefault(("text", None), []).append(seg)
+                    continue
+                if seg.data is None:
+                    raise VocabularyError(f"a {type(seg).__name__} segment needs data or codes")
+                ragged = hasattr(self.codecs.get(seg.modality), "encode_many")
+                groups.setdefault((seg.modality, None if ragged else tuple(seg.data.shape)), []).append(seg)
+        for (modality, shape), segs in groups.items():
+            codec = self._codec(modality)
+            if modality == "text":
+                for i in range(0, len(segs), batch_size):
+                    chunk = segs[i : i + batch_size]
+                    for s, c in zip(chunk, codec.encode([s.text for s in chunk])):
+                        s.codes = torch.as_tensor(c, dtype=torch.long).reshape(-1)
+                continue
+            dev = _device_of(codec)
+            if shape is None:  # one call: the codec sorts the clips by length and batches them itself
                 for s, c in zip(segs, codec.encode_many([s.data.to(dev) for s in segs])):
                     s.codes = c.cpu()
                 continue
             for i in range(0, len(segs), batch_size):
                 chunk = segs[i : i + batch_size]
-                if key[0] == "text":
-                    codes = codec.encode([s.text for s in chunk])
-                    for s, c in zip(chunk, codes):
-                        s.codes = torch.as_tensor(c, dtype=torch.long).reshape(-1)
-                    continue
-                dev = _device_of(codec)
-                x = torch.stack([s.data for s in chunk]).to(dev)
-                codes = codec.encode(x).cpu()  # (B, *grid, n_q)
+                codes = codec.encode(torch.stack([s.data for s in chunk]).to(dev)).cpu()  # (B, *grid, n_q)
                 for s, c in zip(chunk, codes):
                     s.codes = c
 
