@@ -194,6 +194,8 @@ def test_t2s_and_i2s_with_until_end_cap_and_report_lengths(fake_root, judge_dir)
         from omnitok.eval.model import _Gen
 
         _Gen(None, None, EvalSettings(sampling={"image": {"until_end": True}}))([], "image")
+    with pytest.raises(ValueError, match="sampling.text.until_end"):
+        _Gen(None, None, EvalSettings(sampling={"text": {"until_end": True}}))([], "text")
 
 
 def test_parse_sampling():
@@ -201,6 +203,7 @@ def test_parse_sampling():
 
     assert parse_sampling(["audio.cfg_scale=1", "audio.until_end=true", "image.top_k=50", "audio.temperature=0.7"]) == {
         "audio": {"cfg_scale": 1, "until_end": True, "temperature": 0.7}, "image": {"top_k": 50}}
-    for bad in ("audio.tempo=1", "text.top_k=5", "audio.top_k", "top_k=5"):
+    assert parse_sampling(["text.cfg_scale=2"]) == {"text": {"cfg_scale": 2}}
+    for bad in ("audio.tempo=1", "emoji.top_k=5", "audio.top_k", "top_k=5"):
         with pytest.raises(ValueError, match="MODALITY.KEY=VALUE"):
             parse_sampling([bad])

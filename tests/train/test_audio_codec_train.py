@@ -1,10 +1,11 @@
-"""Debug training of the audio codec: the loss falls, the codec folder loads, resume gives the same weights."""
+"""Debug training of the audio codec (AdamW and Muon): the loss falls, the codec folder loads, resume gives the same weights."""
 
 from __future__ import annotations
 
 import json
 import shutil
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -18,8 +19,9 @@ def _losses(out) -> list[float]:
     return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_debug_training_loss_falls_and_resumes(tmp_path) -> None:
-    cfg = load_preset("audio-debug", ["quantizer.quantizer_dropout=0.0"])
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_debug_training_loss_falls_and_resumes(tmp_path, optimizer) -> None:
+    cfg = load_preset("audio-debug", ["quantizer.quantizer_dropout=0.0", f"train.optimizer={optimizer}"])
     assert cfg["type"] == "audio"
     final = train(cfg, tmp_path / "a", resume=False)
     losses = _losses(tmp_path / "a")
@@ -42,6 +44,12 @@ def test_debug_training_loss_falls_and_resumes(tmp_path) -> None:
     a, b = load_file(str(final / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unknown_optimizer_is_refused(tmp_path) -> None:
+    cfg = load_preset("audio-debug", ["train.optimizer=sgd"])
+    with pytest.raises(ValueError, match="adamw or muon"):
+        train(cfg, tmp_path, resume=False)
 
 
 def test_debug_training_with_stft_discriminator(tmp_path) -> None:

@@ -1,4 +1,5 @@
-"""`omnitok train codec`: the debug presets train in seconds, the loss falls, resume gives the same weights."""
+"""`omnitok train codec`: the debug presets train in seconds, the loss falls, resume gives the same weights
+(AdamW and Muon)."""
 
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ def test_debug_preset_trains_and_loss_falls(tmp_path):
     assert codec.encode(torch.zeros(1, 3, 16, 16)).shape == (1, 4, 4, 1)
 
 
-def test_resume_matches_uninterrupted_run(tmp_path):
-    common = ["train.sample_every=0", "train.save_every=3", "train.progress=false", "train.log_every=1"]
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_matches_uninterrupted_run(tmp_path, optimizer):
+    common = ["train.sample_every=0", "train.save_every=3", "train.progress=false", "train.log_every=1",
+              f"train.optimizer={optimizer}"]
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["train", "codec", "--preset", "debug", "--out", str(a), "train.steps=6", *common]) == 0
     assert main(["train", "codec", "--preset", "debug", "--out", str(b), "train.steps=3", *common]) == 0

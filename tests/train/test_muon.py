@@ -1,5 +1,6 @@
 """Muon: Newton-Schulz against the SVD, its AdamW rule against torch's AdamW, its Muon rule against a naive
-step, the parameter split of a transformer, and a training run that learns and resumes bit for bit."""
+step (on a matrix and on a filter bank), the parameter split of a transformer and of a codec, and a training run
+that learns and resumes bit for bit."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 from omnitok.model import ModelConfig, Transformer
 from omnitok.train.lm import TrainConfig, build_optimizer, train
-from omnitok.train.muon import Muon, orthogonalize, orthogonalize_svd, param_groups
+from omnitok.train.muon import Muon, conv_param_groups, orthogonalize, orthogonalize_svd, param_groups
 
 MODEL = dict(n_layer=2, dim=32, n_head=4, n_kv_head=2, ffn_multiple_of=16, max_seq_len=64, qk_norm=True)
 
@@ -96,8 +97,36 @@ def test_muon_rule_equals_a_naive_step():
     assert torch.allclose(w, expect, atol=1e-6)
 
 
+def test_muon_rule_on_a_filter_bank_is_the_step_of_its_matrix():
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(6, 4, 3))  # Conv1d (out, in, k)
+    w0 = w.detach().clone()
+    opt = Muon([{"params": [w], "muon": True}], lr=0.01, momentum=0.9)
+    g = torch.randn(6, 4, 3)
+    w.grad = g.clone()
+    opt.step()
+    expect = w0 - 0.01 * 0.2 * math.sqrt(12) * orthogonalize((1.9 * g).reshape(6, 12)).view(6, 4, 3)
+    assert torch.allclose(w, expect, atol=1e-6)
+    # the update is (close to) semi-orthogonal as a matrix: singular values of the step near one
+    sv = torch.linalg.svdvals(((w0 - w.detach()) / (0.01 * 0.2 * math.sqrt(12))).reshape(6, 12))
+    assert sv.min() > 0.5 and sv.max() < 1.3
+
+
+def test_conv_param_groups_send_filters_to_muon_and_vectors_codebooks_to_adamw():
+    net = torch.nn.Sequential(torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv1d(2, 4, 3)),
+                              torch.nn.GroupNorm(1, 4), torch.nn.Linear(4, 4))
+    net.register_parameter("codebook", torch.nn.Parameter(torch.randn(16, 4)))
+    groups = conv_param_groups(net, weight_decay=0.1)
+    name = {id(p): n for n, p in net.named_parameters()}
+    muon = sorted(name[id(p)] for g in groups if g["muon"] for p in g["params"])
+    adam = sorted(name[id(p)] for g in groups if not g["muon"] for p in g["params"])
+    assert muon == ["0.parametrizations.weight.original1", "2.weight"]  # the weight-norm direction v (4, 2, 3)
+    assert adam == ["0.bias", "0.parametrizations.weight.original0", "1.bias", "1.weight", "2.bias", "codebook"]
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
+
+
 def test_muon_group_rejects_vectors():
-    with pytest.raises(ValueError, match="non-matrix"):
+    with pytest.raises(ValueError, match="vectors"):
         Muon([{"params": [torch.nn.Parameter(torch.ones(4))], "muon": True}])
 
 

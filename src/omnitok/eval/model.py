@@ -44,7 +44,9 @@ __all__ = ["TASKS", "EvalSettings", "add_arguments", "digit_from_text", "evaluat
 TASKS = ("t2i", "i2t", "t2s", "s2t", "t2v", "i2s", "s2i", "text")
 #: keys of ``EvalSettings.sampling[modality]``; ``until_end`` (audio): the model ends the speech itself
 SAMPLING_KEYS = ("cfg_scale", "temperature", "top_k", "top_p", "until_end")  # until_end last (audio only)
-MEDIA = ("image", "audio", "video")  # the modalities whose sampling --sampling sets (text is greedy here)
+MEDIA = ("image", "audio", "video")
+#: the modalities whose sampling --sampling sets; text (captions, transcripts) is greedy unless it is set
+SAMPLED = ("text", *MEDIA)
 UNTIL_END_SLACK = 1.5  # t2s with until_end: the cap on frames is 1.5x the group's mean reference duration
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -179,6 +181,10 @@ class _Gen:
         from omnitok.generation.generate import generate
 
         if produce == "text":
+            for key, value in (self.s.sampling.get("text") or {}).items():
+                if key not in SAMPLING_KEYS[:-1]:
+                    raise ValueError(f"eval sampling.text.{key}: expected one of {', '.join(SAMPLING_KEYS[:-1])}")
+                kw.setdefault(key, value)
             kw.setdefault("temperature", self.s.text_temperature)
             kw.setdefault("max_new_tokens", 48)
         else:
@@ -700,9 +706,9 @@ def parse_sampling(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     for item in items:
         key, sep, value = item.partition("=")
         modality, dot, name = key.partition(".")
-        if not sep or not dot or modality not in MEDIA or name not in SAMPLING_KEYS:
-            raise ValueError(f"--sampling {item!r}: expected MODALITY.KEY=VALUE with MODALITY image, audio or video "
-                             f"and KEY one of {', '.join(SAMPLING_KEYS)}")
+        if not sep or not dot or modality not in SAMPLED or name not in SAMPLING_KEYS:
+            raise ValueError(f"--sampling {item!r}: expected MODALITY.KEY=VALUE with MODALITY one of "
+                             f"{', '.join(SAMPLED)} and KEY one of {', '.join(SAMPLING_KEYS)}")
         out.setdefault(modality, {})[name] = yaml.safe_load(value)
     return out
 

@@ -7,7 +7,8 @@ Called by ``omnitok train codec --preset speech16k`` (:mod:`omnitok.train.codec`
     model:     AudioCodec arguments (sample_rate, ratios, dim, enc_channels, dec_channels, ...)
     quantizer: {num_codebooks, codebook_size, quantizer_dropout, **ResidualVQ / VectorQuantizer kwargs}
     loss:      {l1, stft, mel, vq, adversarial, feature, adversarial_start, fft_sizes, mel_windows}
-    train:     {steps, batch_size, lr, warmup, betas, grad_clip, log_every, save_every, threads, device, seed}
+    train:     {steps, batch_size, lr, warmup, betas, grad_clip, optimizer, muon_momentum, log_every, save_every,
+                threads, device, seed}
 
 ``train.device`` is ``auto`` by default (the GPU when there is one). Training is on random fixed-length segments of the clips held in memory (a clip shorter than a segment is
 zero-padded). The loss is ``l1 * |x - x'| + stft * MR-STFT + mel * multi-scale mel + vq * RVQ loss``, plus,
@@ -32,6 +33,7 @@ from tqdm import tqdm
 from omnitok.codecs.audio import AudioCodec
 from omnitok.codecs.losses.spectral import ReconstructionLoss
 from omnitok.eval.audio_codec import synthetic_clips
+from omnitok.train.muon import codec_optimizer
 
 __all__ = ["build_audio_codec", "load_clips", "synthetic_clips", "train"]
 
@@ -146,7 +148,8 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
     lr, warmup = float(tcfg.get("lr", 1e-3)), int(tcfg.get("warmup", 50))
     betas = tuple(tcfg.get("betas", (0.8, 0.99)))
     clip_norm = float(tcfg.get("grad_clip", 1.0))
-    opt = torch.optim.AdamW(codec.parameters(), lr=lr, betas=betas, weight_decay=0.0)
+    opt = codec_optimizer(codec, str(tcfg.get("optimizer", "adamw")), lr, betas,
+                          momentum=float(tcfg.get("muon_momentum", 0.95)))
     opt_d = torch.optim.AdamW(disc.parameters(), lr=lr, betas=betas) if disc is not None else None
     start = 0
     ckpt = latest_checkpoint(out_dir) if resume else None

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from omnitok.codecs.base import Codec, select_device
 from omnitok.codecs.builder import build_codec
 from omnitok.eval.codec_data import load_images, load_videos, to_float
+from omnitok.train.muon import codec_optimizer
 
 __all__ = ["DEFAULTS", "train"]
 
@@ -46,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "loss": {"l1": 1.0, "l2": 0.0, "perceptual": 0.0, "gan": 0.0, "gan_start": 2000,
              "disc_channels": 64, "disc_layers": 3, "disc_lr": None},
     "train": {"steps": 1000, "batch_size": 32, "lr": 2e-4, "betas": [0.5, 0.9], "weight_decay": 0.0,
+              "optimizer": "adamw", "muon_momentum": 0.95,
               "warmup": 100, "grad_clip": 1.0, "ema_decay": 0.999, "log_every": 25, "sample_every": 500,
               "save_every": 1000, "keep_checkpoints": 2, "device": "auto", "bf16": True, "threads": None,
               "progress": True},
@@ -166,7 +168,8 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
     codec = build_codec(cfg).to(device)
     channels = codec.config["in_channels"]
     ema = copy.deepcopy(codec).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(codec.parameters(), lr=tc["lr"], betas=tuple(tc["betas"]), weight_decay=tc["weight_decay"])
+    opt = codec_optimizer(codec, str(tc["optimizer"]), tc["lr"], tuple(tc["betas"]), tc["weight_decay"],
+                          float(tc["muon_momentum"]))
     disc = disc_opt = None
     if lc["gan"] > 0:
         from omnitok.codecs.losses.adversarial import PatchDiscriminator

@@ -12,20 +12,21 @@ AdamW update, so one learning rate and one weight decay serve both kinds of para
 over. Decoupled weight decay on both.
 
 Each parameter group says which rule it follows (``muon: True / False``); :func:`param_groups` makes the
-groups for a transformer. Data parallel (DDP) works as it is: every rank orthogonalises the same averaged
-gradient. Sharded parameters (FSDP) do not: the orthogonalisation needs the whole matrix.
+groups for a transformer, :func:`conv_param_groups` for a convolutional codec: a convolution's filters
+(out, in, k...) are orthogonalised as the matrix (out, in * k...), as in Jordan et al.'s CIFAR-10 runs. Data
+parallel (DDP) works as it is: every rank orthogonalises the same averaged gradient. Sharded parameters (FSDP) do not: the orthogonalisation needs the whole matrix.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Muon", "orthogonalize", "orthogonalize_svd", "param_groups"]
+__all__ = ["Muon", "codec_optimizer", "conv_param_groups", "orthogonalize", "orthogonalize_svd", "param_groups"]
 
 # quintic Newton-Schulz coefficients (a, b, c) of Jordan et al.: the iteration x <- a x + b (x x^T) x + c (x x^T)^2 x
 # pushes every singular value of a matrix with spectral norm <= 1 into about [0.7, 1.2] in 5 steps
@@ -61,24 +62,57 @@ def orthogonalize_svd(g: Tensor) -> Tensor:
     return (u @ vh).to(g.dtype)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Muon for the 2-D weights inside the transformer's blocks (``layers.*``); AdamW for the embeddings, the
-    (tied) head and every vector (norms), without weight decay on those. Shared (tied) tensors appear once."""
-    muon, adam_decay, adam_plain, seen = [], [], [], set()
+def _groups(model: nn.Module, weight_decay: float, rule: Callable[[str, Tensor], str]) -> list[dict[str, Any]]:
+    """``rule(name, p)`` -> "muon" | "decay" (AdamW with weight decay) | "plain" (AdamW without); shared (tied)
+    tensors appear once, empty groups are dropped."""
+    split: dict[str, list[Tensor]] = {"muon": [], "decay": [], "plain": []}
+    seen: set[int] = set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        if p.dim() == 2 and name.startswith("layers."):
-            muon.append(p)
-        elif p.dim() >= 2 and "embed_tokens" not in name:
-            adam_decay.append(p)  # an untied head
-        else:
-            adam_plain.append(p)
-    groups = [{"params": muon, "muon": True, "weight_decay": weight_decay},
-              {"params": adam_decay, "muon": False, "weight_decay": weight_decay},
-              {"params": adam_plain, "muon": False, "weight_decay": 0.0}]
+        split[rule(name, p)].append(p)
+    groups = [{"params": split["muon"], "muon": True, "weight_decay": weight_decay},
+              {"params": split["decay"], "muon": False, "weight_decay": weight_decay},
+              {"params": split["plain"], "muon": False, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Muon for the 2-D weights inside the transformer's blocks (``layers.*``); AdamW for the embeddings, the
+    (tied) head and every vector (norms), without weight decay on those. Shared (tied) tensors appear once."""
+
+    def rule(name: str, p: Tensor) -> str:
+        if p.dim() == 2 and name.startswith("layers."):
+            return "muon"
+        return "decay" if p.dim() >= 2 and "embed_tokens" not in name else "plain"  # decay: an untied head
+
+    return _groups(model, weight_decay, rule)
+
+
+def conv_param_groups(model: nn.Module, weight_decay: float = 0.0,
+                      exclude: tuple[str, ...] = ("codebook", "embed")) -> list[dict[str, Any]]:
+    """Muon for every weight that is a matrix with both sides > 1 once its filter dimensions are flattened (linear
+    layers, convolution filters, the direction ``v`` of a weight-normed convolution); AdamW for the rest (biases,
+    norms, the weight-norm gains ``g`` of shape (out, 1, 1)) and for any parameter whose name holds one of
+    ``exclude`` (a gradient-trained codebook is a table of codes, not a linear map)."""
+
+    def rule(name: str, p: Tensor) -> str:
+        if not (p.dim() >= 2 and p.shape[0] > 1 and p[0].numel() > 1):
+            return "plain"
+        return "decay" if any(e in name for e in exclude) else "muon"
+
+    return _groups(model, weight_decay, rule)
+
+
+def codec_optimizer(model: nn.Module, name: str, lr: float, betas: tuple[float, float], weight_decay: float = 0.0,
+                    momentum: float = 0.95) -> torch.optim.Optimizer:
+    """A codec trainer's ``train.optimizer``: ``adamw``, or ``muon`` (:func:`conv_param_groups`, one lr)."""
+    if name == "muon":
+        return Muon(conv_param_groups(model, weight_decay), lr=lr, momentum=momentum, betas=betas)
+    if name != "adamw":
+        raise ValueError(f"train.optimizer: expected adamw or muon, got {name!r}")
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
 
 
 class Muon(torch.optim.Optimizer):
@@ -98,9 +132,9 @@ class Muon(torch.optim.Optimizer):
                     "weight_decay": weight_decay, "ns_steps": ns_steps, "muon": False}
         super().__init__(params, defaults)
         for group in self.param_groups:
-            if group["muon"] and any(p.dim() != 2 for p in group["params"]):
-                shapes = [tuple(p.shape) for p in group["params"] if p.dim() != 2]
-                raise ValueError(f"Muon: a muon=True group holds non-matrix parameters {shapes[:3]}")
+            if group["muon"] and any(p.dim() < 2 for p in group["params"]):
+                shapes = [tuple(p.shape) for p in group["params"] if p.dim() < 2]
+                raise ValueError(f"Muon: a muon=True group holds vectors {shapes[:3]} (give them AdamW)")
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
@@ -129,8 +163,10 @@ class Muon(torch.optim.Optimizer):
             state["momentum_buffer"] = torch.zeros_like(p)
         buf = state["momentum_buffer"]
         buf.mul_(mu).add_(g)
-        update = orthogonalize(g.add(buf, alpha=mu), group["ns_steps"])  # Nesterov: g + mu * buf
-        p.add_(update, alpha=-group["lr"] * 0.2 * math.sqrt(max(p.shape)))
+        nesterov = g.add(buf, alpha=mu)  # g + mu * buf
+        m = nesterov.reshape(p.shape[0], -1)  # a filter bank (out, in, k...) as the matrix (out, in * k...)
+        update = orthogonalize(m, group["ns_steps"]).view_as(p)
+        p.add_(update, alpha=-group["lr"] * 0.2 * math.sqrt(max(m.shape)))
 
     @staticmethod
     def _adamw_update(p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
