@@ -180,19 +180,15 @@ class _Gen:
     def __call__(self, prompts: list[Any], produce: str, **kw: Any) -> list[Any]:
         from omnitok.generation.generate import generate
 
+        keys = SAMPLING_KEYS if produce == "audio" else SAMPLING_KEYS[:-1]  # until_end: audio only
+        for key, value in (self.s.sampling.get(produce) or {}).items():
+            if key not in keys:
+                raise ValueError(f"eval sampling.{produce}.{key}: expected one of {', '.join(keys)}")
+            kw.setdefault(key, value)
         if produce == "text":
-            for key, value in (self.s.sampling.get("text") or {}).items():
-                if key not in SAMPLING_KEYS[:-1]:
-                    raise ValueError(f"eval sampling.text.{key}: expected one of {', '.join(SAMPLING_KEYS[:-1])}")
-                kw.setdefault(key, value)
             kw.setdefault("temperature", self.s.text_temperature)
             kw.setdefault("max_new_tokens", 48)
         else:
-            for key, value in (self.s.sampling.get(produce) or {}).items():
-                keys = SAMPLING_KEYS if produce == "audio" else SAMPLING_KEYS[:-1]  # until_end: audio only
-                if key not in keys:
-                    raise ValueError(f"eval sampling.{produce}.{key}: expected one of {', '.join(keys)}")
-                kw.setdefault(key, value)
             for key in ("cfg_scale", "temperature", "top_k"):
                 if getattr(self.s, key) is not None:
                     kw.setdefault(key, getattr(self.s, key))

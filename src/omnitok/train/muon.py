@@ -14,7 +14,8 @@ over. Decoupled weight decay on both.
 Each parameter group says which rule it follows (``muon: True / False``); :func:`param_groups` makes the
 groups for a transformer, :func:`conv_param_groups` for a convolutional codec: a convolution's filters
 (out, in, k...) are orthogonalised as the matrix (out, in * k...), as in Jordan et al.'s CIFAR-10 runs. Data
-parallel (DDP) works as it is: every rank orthogonalises the same averaged gradient. Sharded parameters (FSDP) do not: the orthogonalisation needs the whole matrix.
+parallel (DDP) works as it is: every rank orthogonalises the same averaged gradient. Sharded parameters (FSDP)
+do not: the orthogonalisation needs the whole matrix.
 """
 
 from __future__ import annotations
