@@ -205,5 +205,51 @@ def test_parse_sampling():
         "audio": {"cfg_scale": 1, "until_end": True, "temperature": 0.7}, "image": {"top_k": 50}}
     assert parse_sampling(["text.cfg_scale=2"]) == {"text": {"cfg_scale": 2}}
     for bad in ("audio.tempo=1", "emoji.top_k=5", "audio.top_k", "top_k=5"):
-        with pytest.raises(ValueError, match="MODALITY.KEY=VALUE"):
+        with pytest.raises(ValueError, match="WHERE.KEY=VALUE"):
             parse_sampling([bad])
+    # a task name sets that task only
+    assert parse_sampling(["t2s.best_of=4", "i2t.rerank=joint"]) == {"t2s": {"best_of": 4},
+                                                                     "i2t": {"rerank": "joint"}}
+
+
+def test_task_sampling_wins_over_the_modality(monkeypatch):
+    from omnitok.eval.model import _Gen
+
+    gen_module = importlib.import_module("omnitok.generation.generate")
+    seen = []
+
+    def fake_generate(model, vocab, prompts, produce, **kw):
+        seen.append(kw)
+        return types.SimpleNamespace(outputs=[], stats={})
+
+    monkeypatch.setattr(gen_module, "generate", fake_generate)
+    gen = _Gen(None, None, EvalSettings(sampling={"audio": {"temperature": 0.7, "top_k": 50},
+                                                  "t2s": {"best_of": 4, "temperature": 0.9}}))
+    gen.task = "t2s"
+    gen([], "audio")
+    gen.task = "i2s"
+    gen([], "audio")
+    assert (seen[0]["best_of"], seen[0]["temperature"], seen[0]["top_k"]) == (4, 0.9, 50)
+    assert "best_of" not in seen[1] and seen[1]["temperature"] == 0.7
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['speech'\]"):
+        EvalSettings(sampling={"speech": {"best_of": 4}})
+    with pytest.raises(ValueError, match="sampling.t2s.tempo"):
+        g = _Gen(None, None, EvalSettings(sampling={"t2s": {"tempo": 1}}))
+        g.task = "t2s"
+        g([], "audio")
+
+
+def test_t2s_best_of_reports_the_reranking(fake_root, judge_dir):
+    torch.manual_seed(0)
+    vocab = debug_vocabulary(max_height=8, max_width=8, max_frames=4)
+    model = Transformer(ModelConfig(vocab_size=vocab.size, n_layer=1, dim=32, n_head=2, ffn_multiple_of=32,
+                                    max_seq_len=1024)).eval()
+    s = EvalSettings(tasks=("t2s", "i2t"), limit=10, seed=0, data_root=str(fake_root), fid=False, progress=False,
+                     judge_dir=str(judge_dir), batch_size=10,
+                     sampling={"t2s": {"best_of": 3}, "i2t": {"best_of": 2, "temperature": 1.0}})
+    t = evaluate_model(model, vocab, s)["tasks"]
+    assert "error" not in t["t2s"] and "error" not in t["i2t"], t
+    rr = t["t2s"]["rerank"]
+    assert rr["best_of"] == 3 and rr["score"] == "reverse" and rr["prompts"] == t["t2s"]["n"]
+    assert 0.0 <= rr["first_draw_kept"] <= 1.0 and rr["rerank_seconds"] >= 0
+    assert t["i2t"]["rerank"]["prompts"] == t["i2t"]["n"] + t["i2t"].get("emoji", {}).get("n", 0)

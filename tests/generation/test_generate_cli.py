@@ -105,3 +105,13 @@ def test_cli_until_end_audio(tmp_path, capsys):
     with pytest.raises(ValueError, match="delay pattern"):
         main(["generate", "say zero", "--to", "audio", "--ckpt", str(tmp_path / "lm4"), "--vocab",
               str(tmp_path / "vocab4"), "--grid", "5", "--until-end", "--out", str(tmp_path / "x.wav")])
+
+
+def test_cli_best_of_reports_the_kept_scores(run_dir, capsys):
+    pytest.importorskip("soundfile")
+    wav = run_dir / "best.wav"
+    assert main(["generate", "say zero", "--to", "audio", "--ckpt", str(run_dir / "lm"), "--grid", "4",
+                 "--out", str(wav), "--best-of", "3", "--seed", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "kept the best of 3 by the reverse score" in err and "3 candidates" in err
+    assert wav.stat().st_size > 44

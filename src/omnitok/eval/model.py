@@ -42,8 +42,10 @@ from torch import Tensor
 __all__ = ["TASKS", "EvalSettings", "add_arguments", "digit_from_text", "evaluate_model", "run"]
 
 TASKS = ("t2i", "i2t", "t2s", "s2t", "t2v", "i2s", "s2i", "text")
-#: keys of ``EvalSettings.sampling[modality]``; ``until_end`` (audio): the model ends the speech itself
-SAMPLING_KEYS = ("cfg_scale", "temperature", "top_k", "top_p", "until_end")  # until_end last (audio only)
+#: keys of ``EvalSettings.sampling[modality or task]``; ``best_of`` / ``rerank``: keep the best of N candidates by
+#: the model's own reverse-task score (generation/rerank.py); ``until_end`` (audio): the model ends the speech itself
+SAMPLING_KEYS = ("cfg_scale", "temperature", "top_k", "top_p", "best_of", "rerank",
+                 "until_end")  # until_end last (audio only)
 MEDIA = ("image", "audio", "video")
 #: the modalities whose sampling --sampling sets; text (captions, transcripts) is greedy unless it is set
 SAMPLED = ("text", *MEDIA)
@@ -87,8 +89,9 @@ class EvalSettings:
     cfg_scale: float | None = None  # None = the modality's default
     temperature: float | None = None  # image / audio / video sampling; None = the modality's default
     top_k: int | None = None  # image / audio / video sampling; None = the modality's default
-    # per output modality, e.g. {"audio": {"cfg_scale": 1.0, "temperature": 0.7, "top_k": 50}}; wins over the three
-    # settings above for that modality
+    # per output modality, e.g. {"audio": {"cfg_scale": 1.0, "temperature": 0.7, "top_k": 50}}, wins over the three
+    # settings above for that modality; per task (a key of TASKS, e.g. {"t2s": {"best_of": 4}}), wins over its
+    # output modality's settings for that task only
     sampling: dict[str, dict[str, Any]] = field(default_factory=dict)
     split: str = "test"  # held-out split to judge on; "val" for choosing settings without touching test
     samples_dir: str | None = None  # write PNG / WAV / MP4 of the first few samples here
@@ -96,6 +99,12 @@ class EvalSettings:
     progress: bool = True
     judge_dir: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = [k for k in self.sampling if k not in SAMPLED + TASKS]
+        if bad:
+            raise ValueError(f"eval sampling: unknown key(s) {bad}; expected an output modality "
+                             f"({', '.join(SAMPLED)}) or a task ({', '.join(TASKS)})")
 
 
 class _Judges:
@@ -176,15 +185,19 @@ class _Gen:
     def __init__(self, model: torch.nn.Module, vocab: Any, s: EvalSettings) -> None:
         self.model, self.vocab, self.s = model, vocab, s
         self.calls = 0
+        self.task: str | None = None  # the task being judged (its sampling settings win over the modality's)
+        self.stats: dict[str, list[Any]] = defaultdict(list)  # per task: generation stats of each call
 
     def __call__(self, prompts: list[Any], produce: str, **kw: Any) -> list[Any]:
         from omnitok.generation.generate import generate
 
         keys = SAMPLING_KEYS if produce == "audio" else SAMPLING_KEYS[:-1]  # until_end: audio only
-        for key, value in (self.s.sampling.get(produce) or {}).items():
-            if key not in keys:
-                raise ValueError(f"eval sampling.{produce}.{key}: expected one of {', '.join(keys)}")
-            kw.setdefault(key, value)
+        task = self.s.sampling.get(self.task or "") or {}
+        for where, settings in ((self.task, task), (produce, self.s.sampling.get(produce) or {})):
+            for key, value in settings.items():
+                if key not in keys:
+                    raise ValueError(f"eval sampling.{where}.{key}: expected one of {', '.join(keys)}")
+                kw.setdefault(key, value)
         if produce == "text":
             kw.setdefault("temperature", self.s.text_temperature)
             kw.setdefault("max_new_tokens", 48)
@@ -194,7 +207,20 @@ class _Gen:
                     kw.setdefault(key, getattr(self.s, key))
         out = generate(self.model, self.vocab, prompts, produce, seed=self.s.seed + self.calls, **kw)
         self.calls += 1
+        stats = getattr(out, "stats", None) or {}
+        if "best_of" in stats:
+            self.stats[self.task or produce].append(stats)
         return out.outputs
+
+    def rerank_summary(self, task: str) -> dict[str, Any] | None:
+        """best_of figures of a task's calls: candidates per prompt, how often the first draw was kept, seconds."""
+        calls = self.stats.get(task) or []
+        if not calls:
+            return None
+        chosen = [c[0] for st in calls for c in st["chosen"]]
+        return {"best_of": calls[0]["best_of"], "score": calls[0]["rerank"], "prompts": len(chosen),
+                "first_draw_kept": sum(int(c == 0) for c in chosen) / len(chosen),
+                "rerank_seconds": round(sum(st["rerank_seconds"] for st in calls), 2)}
 
     def image_grid(self) -> tuple[int, int]:
         codec = self.vocab.codecs["image"]
@@ -373,14 +399,17 @@ def _wer_block(pairs: list[tuple[str, str]], engines: list[str]) -> dict[str, An
     return out
 
 
-def _until_end(s: EvalSettings) -> bool:
-    return bool((s.sampling.get("audio") or {}).get("until_end"))
+def _until_end(s: EvalSettings, task: str) -> bool:
+    for where in (task, "audio"):  # the task's own setting wins over the audio modality's
+        if "until_end" in (s.sampling.get(where) or {}):
+            return bool(s.sampling[where]["until_end"])
+    return False
 
 
-def _audio_frames(seconds: float, fps: float, s: EvalSettings) -> int:
+def _audio_frames(seconds: float, fps: float, s: EvalSettings, task: str) -> int:
     """Frames to generate for speech whose references last ``seconds`` on average: that length, or with
     ``until_end`` a cap of UNTIL_END_SLACK times it (the model ends the speech itself)."""
-    return max(1, round(seconds * fps * (UNTIL_END_SLACK if _until_end(s) else 1.0)))
+    return max(1, round(seconds * fps * (UNTIL_END_SLACK if _until_end(s, task) else 1.0)))
 
 
 def _task_t2s(gen: _Gen, j: _Judges, s: EvalSettings, save: _Saver) -> dict[str, Any]:
@@ -391,7 +420,7 @@ def _task_t2s(gen: _Gen, j: _Judges, s: EvalSettings, save: _Saver) -> dict[str,
     # group by the number of digits. Fixed length (the default): each group's audio gets the mean duration of
     # its reference recordings (a length prior). With sampling.audio.until_end the model ends the speech itself
     # and that length, x UNTIL_END_SLACK, is only the cap.
-    free = _until_end(s)
+    free = _until_end(s, "t2s")
     groups: dict[int, list[int]] = defaultdict(list)
     for i, it in enumerate(items):
         groups[len(it["caption"].split())].append(i)
@@ -400,7 +429,7 @@ def _task_t2s(gen: _Gen, j: _Judges, s: EvalSettings, save: _Saver) -> dict[str,
     bar = _bar(len(items), "eval t2s", s)
     for _, idx in sorted(groups.items()):
         dur = sum(items[i]["audio"].shape[-1] for i in idx) / len(idx) / sr
-        T = _audio_frames(dur, fps, s)
+        T = _audio_frames(dur, fps, s, "t2s")
         for chunk in _batches(idx, s.batch_size):
             out = gen([[Text(items[i]["caption"])] for i in chunk], "audio", grid=(T,),
                       max_new_tokens=None)
@@ -483,7 +512,7 @@ def _task_i2s(gen: _Gen, j: _Judges, s: EvalSettings, save: _Saver) -> dict[str,
     sr, fps = gen.audio_rate()
     ref_items = _speech_items(s, "digit", 20, sr)
     dur = sum(it["audio"].shape[-1] for it in ref_items) / len(ref_items) / sr
-    T = _audio_frames(dur, fps, s)
+    T = _audio_frames(dur, fps, s, "i2s")
     items = _balanced_digits(s, s.limit)
     hyps: list[str] = []
     audio: list[Tensor] = []
@@ -588,10 +617,14 @@ def evaluate_model(model: torch.nn.Module, vocab: Any, settings: EvalSettings,
     results: dict[str, Any] = {}
     for t in s.tasks:
         t0 = time.perf_counter()
+        gen.task = t
         try:
             results[t] = TASK_FNS[t](gen, judges, s, save)
         except (ValueError, KeyError) as e:
             results[t] = {"error": f"{type(e).__name__}: {e}"}
+        rr = gen.rerank_summary(t)
+        if rr is not None:
+            results[t]["rerank"] = rr
         results[t]["seconds"] = round(time.perf_counter() - t0, 2)
     info: dict[str, Any] = {}
     if judges._clf is not None:
@@ -659,9 +692,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sampling temperature for image / audio / video (default: per modality)")
     parser.add_argument("--top-k", type=int, default=None,
                         help="top-k for image / audio / video sampling (default: per modality)")
-    parser.add_argument("--sampling", action="append", default=[], metavar="MODALITY.KEY=VALUE",
-                        help="per-modality sampling, repeatable, e.g. --sampling audio.cfg_scale=1 "
-                             "--sampling audio.until_end=true (keys: " + ", ".join(SAMPLING_KEYS) + ")")
+    parser.add_argument("--sampling", action="append", default=[], metavar="WHERE.KEY=VALUE",
+                        help="per-modality or per-task sampling, repeatable, e.g. --sampling audio.cfg_scale=1 "
+                             "--sampling audio.until_end=true --sampling t2s.best_of=4 (keys: "
+                             + ", ".join(SAMPLING_KEYS) + ")")
     parser.add_argument("--split", default="test", choices=["test", "val"],
                         help="held-out split to judge on (val: choose sampling settings without touching test)")
     parser.add_argument("--device", default="auto")
@@ -694,17 +728,18 @@ def settings_for(vocab_dir: Path, **kw: Any) -> EvalSettings:
 
 
 def parse_sampling(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``["audio.cfg_scale=1", "audio.until_end=true"]`` -> ``{"audio": {"cfg_scale": 1, "until_end": True}}``
-    (values read as YAML scalars)."""
+    """``["audio.cfg_scale=1", "audio.until_end=true", "t2s.best_of=4"]`` -> ``{"audio": {"cfg_scale": 1,
+    "until_end": True}, "t2s": {"best_of": 4}}`` (values read as YAML scalars; a task name sets that task only)."""
     import yaml
 
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         modality, dot, name = key.partition(".")
-        if not sep or not dot or modality not in SAMPLED or name not in SAMPLING_KEYS:
-            raise ValueError(f"--sampling {item!r}: expected MODALITY.KEY=VALUE with MODALITY one of "
-                             f"{', '.join(SAMPLED)} and KEY one of {', '.join(SAMPLING_KEYS)}")
+        if not sep or not dot or modality not in SAMPLED + TASKS or name not in SAMPLING_KEYS:
+            raise ValueError(f"--sampling {item!r}: expected WHERE.KEY=VALUE with WHERE an output modality "
+                             f"({', '.join(SAMPLED)}) or a task ({', '.join(TASKS)}) and KEY one of "
+                             f"{', '.join(SAMPLING_KEYS)}")
         out.setdefault(modality, {})[name] = yaml.safe_load(value)
     return out
 

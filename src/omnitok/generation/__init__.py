@@ -1,9 +1,10 @@
-"""Generation: sampling, classifier-free guidance, grammar constraints, speculative Jacobi decoding."""
+"""Generation: sampling, classifier-free guidance, grammar constraints, speculative Jacobi decoding, best-of-N."""
 
 from omnitok.generation.cfg import guidance_scales, guide
 from omnitok.generation.constraints import StepTable, step_table
 from omnitok.generation.generate import MODALITY_DEFAULTS, GenerationOutput, generate
 from omnitok.generation.jacobi import decode_jacobi
+from omnitok.generation.rerank import candidate_scores, span_logprob
 from omnitok.generation.sampling import SamplingParams, filter_logits, probabilities, sample
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "GenerationOutput",
     "SamplingParams",
     "StepTable",
+    "candidate_scores",
     "decode_jacobi",
     "filter_logits",
     "generate",
@@ -18,5 +20,6 @@ __all__ = [
     "guide",
     "probabilities",
     "sample",
+    "span_logprob",
     "step_table",
 ]

@@ -57,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--num-samples", type=int, default=1)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--best-of", type=int, default=1,
+                        help="draw N candidates per sample and keep the one the model scores best by the reverse "
+                             "task (log p(prompt | candidate); generation/rerank.py)")
+    parser.add_argument("--rerank", default="reverse", choices=["reverse", "joint"],
+                        help="--best-of score: reverse = log p(prompt | candidate), joint = + log p(candidate | "
+                             "prompt)")
     parser.add_argument("--method", default="cached", choices=["cached", "jacobi", "naive"],
                         help="decoder: static KV cache, speculative Jacobi (image/video/audio), or the naive loop")
     parser.add_argument("--preview", default=None, help="image preview file (default: --out), updated per row")
@@ -276,14 +282,14 @@ def run(args: argparse.Namespace) -> int:
 
         grid = default_grid(vocab, produce, args.max_new_tokens or min(400, model.config.max_seq_len // 2))
     out = Path(args.out) if args.out else (None if produce == "text" else Path("out" + OUT_SUFFIX[produce]))
-    stream = not args.no_stream and args.num_samples == 1 and args.method != "jacobi"
+    stream = not args.no_stream and args.num_samples == 1 and args.best_of == 1 and args.method != "jacobi"
     preview = Path(args.preview) if args.preview else out
     streamer = _Streamer(vocab, produce, grid, preview if produce == "image" else None) if stream else None
     result = generate(model, vocab, segments, produce, grid=grid, cfg_scale=args.cfg_scale,
                       cfg_schedule=args.cfg_schedule, temperature=args.temperature, top_k=args.top_k,
                       top_p=args.top_p, seed=args.seed, max_new_tokens=args.max_new_tokens,
                       num_samples=args.num_samples, on_token=streamer, method=args.method,
-                      until_end=args.until_end)
+                      until_end=args.until_end, best_of=args.best_of, rerank=args.rerank)
     if streamer is not None:
         streamer.close()
     if streamer is not None and produce == "text":
@@ -300,6 +306,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}", file=sys.stderr)
     s: dict[str, Any] = result.stats
     extra = f", {s['accepted_per_step']:.2f} tokens/forward" if "accepted_per_step" in s else ""
+    if "best_of" in s:
+        best = ", ".join(f"{row[c]:.2f}" for row, cs in zip(s["candidate_scores"], s["chosen"]) for c in cs)
+        extra += (f"; kept the best of {s['best_of']} by the {s['rerank']} score ({best}; "
+                  f"{s['rerank_seconds']:.2f} s to score {s['candidates']} candidates)")
     print(f"{s['tokens']} tokens in {s['seconds']:.2f} s ({s['tokens_per_s']:.1f} tokens/s, "
           f"{s['forwards']} forwards{extra})", file=sys.stderr)
     return 0

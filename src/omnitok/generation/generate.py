@@ -282,6 +282,8 @@ def generate(
     cuda_graph: bool = True,
     until_end: bool = False,
     min_frames: int = 1,
+    best_of: int = 1,
+    rerank: str = "reverse",
 ) -> GenerationOutput:
     """Generate a ``produce`` segment ("text" | "image" | "audio" | "video") after each prompt.
 
@@ -297,6 +299,10 @@ def generate(
     one of 1 token there), 3 on a CPU (where the forward's cost grows with its tokens).
     until_end (audio): the grid's T is the most frames and the model ends the segment itself (END_AUDIO after
     any frame from ``min_frames`` on), as an autoregressive TTS model does; default: exactly T frames.
+    best_of: draw ``best_of * num_samples`` candidates per prompt and keep the ``num_samples`` that the model
+    itself scores best (``rerank``: "reverse" = log p(prompt | candidate), "joint" = that + log p(candidate |
+    prompt); :mod:`omnitok.generation.rerank`), best first. Every prompt needs a condition. stats then holds
+    ``candidate_scores`` (per prompt, per candidate) and ``chosen`` (the kept candidates' indices).
     """
     if produce not in MODALITY_DEFAULTS:
         raise ValueError(f"produce: expected one of {sorted(MODALITY_DEFAULTS)}, got {produce!r}")
@@ -306,6 +312,15 @@ def generate(
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     if method == "jacobi" and on_token is not None:
         raise ValueError("on_token streaming is not available with method='jacobi'")
+    if best_of < 1:
+        raise ValueError(f"best_of must be >= 1, got {best_of}")
+    if best_of > 1:
+        return _best_of(model, vocab, prompt, produce, best_of, rerank, num_samples, decode_data,
+                        dict(grid=grid, cfg_scale=cfg_scale, cfg_schedule=cfg_schedule, cfg_interval=cfg_interval,
+                             temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                             max_new_tokens=max_new_tokens, on_token=on_token, method=method,
+                             jacobi_window=jacobi_window, check_every=check_every, cuda_graph=cuda_graph,
+                             until_end=until_end, min_frames=min_frames))
     d = MODALITY_DEFAULTS[produce]
     params = SamplingParams(
         temperature=d["temperature"] if temperature is None else float(temperature),
@@ -356,6 +371,34 @@ def generate(
         model.train(was_training)
     stats["tokens_per_s"] = stats["tokens"] / max(stats["seconds"], 1e-9)
     return _finish(vocab, produce, cond, tokens.cpu(), table, stats, decode_data)
+
+
+def _best_of(model: Transformer, vocab: Vocabulary, prompt: Any, produce: str, best_of: int, rerank: str,
+             num_samples: int, decode_data: bool, kw: dict[str, Any]) -> GenerationOutput:
+    """``best_of * num_samples`` candidates per prompt -> the ``num_samples`` best by the model's own score."""
+    from omnitok.generation.rerank import SCORES, candidate_scores
+
+    if rerank not in SCORES:
+        raise ValueError(f"rerank: expected one of {SCORES}, got {rerank!r}")
+    prompts = _split_batch(prompt)
+    segs = [_as_segments(p) for p in prompts]
+    if any(not s or any(isinstance(x, Uncond) for x in s) for s in segs):
+        raise ValueError("best_of: every prompt needs a condition to score the candidates against")
+    per = best_of * num_samples
+    out = generate(model, vocab, prompts, produce, num_samples=per, decode_data=False, **kw)
+    t0 = time.perf_counter()
+    scores = candidate_scores(model, vocab, [segs[r // per] for r in range(len(out))], out.outputs, rerank)
+    scores = scores.view(len(prompts), per)  # (prompts, candidates)
+    chosen = torch.argsort(scores, dim=1, descending=True, stable=True)[:, :num_samples]  # (prompts, num_samples)
+    keep = [i * per + int(j) for i in range(len(prompts)) for j in chosen[i]]
+    docs, ids = [out.documents[r] for r in keep], [out.ids[r] for r in keep]
+    if decode_data and produce in vocab.codecs:
+        for d in docs:
+            vocab.decode_data(Document([d.segments[-1]]))
+    stats = dict(out.stats, best_of=best_of, rerank=rerank, candidates=len(out),
+                 candidate_scores=scores.tolist(), chosen=chosen.tolist(),
+                 rerank_seconds=time.perf_counter() - t0)
+    return GenerationOutput(docs, ids, stats)
 
 
 def _finish(vocab: Vocabulary, produce: str, cond: Sequence[Tensor], tokens: Tensor, table: StepTable,
