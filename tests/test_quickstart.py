@@ -52,6 +52,7 @@ def test_quickstart_debug_end_to_end(env):
     for name in ("t2i", "i2t", "t2s", "s2t", "t2v", "text"):
         assert "error" not in ev["tasks"][name], (name, ev["tasks"][name])
     assert 0.0 <= ev["tasks"]["t2i"]["accuracy"] <= 1.0
+    assert ev["tasks"]["t2s"]["rerank"]["best_of"] == 2 and "the best of 2 candidates" in page
     timings = json.loads((out / "timings.json").read_text())
     assert set(STAGES) <= set(timings)
     # a rerun reuses every stage but the report

@@ -122,6 +122,12 @@ def _section_t2s(t: dict[str, Any], out: Path) -> str:
     real = t.get("real_recordings") or {}
     parts.append(f"<p>Held-out digit strings, judged by pocketsphinx with a digit grammar: {_wer_line(t)}. "
                  f"The same judge on the real recordings: {_pct(real.get('wer'))}.</p>")
+    rr = t.get("rerank")
+    if rr:
+        length = (t.get("duration_s") or {}).get("length", "")
+        parts.append(f"<p>Each utterance is the best of {rr['best_of']} candidates by the model's own {_e(rr['score'])} "
+                     f"score (log p(text | speech): the model transcribing its own speech); the first candidate "
+                     f"was kept for {_pct(rr['first_draw_kept'])} of the prompts; length: {_e(length)}.</p>")
     parts.append("<table><tr><th>text</th><th>generated</th><th>ASR of generated</th><th>real recording</th></tr>")
     for s in t.get("samples", []):
         parts.append(f"<tr><td>{_e(s['text'])}</td><td>{_audio(s['file'], out)}</td><td>{_e(s['asr'])}</td>"
