@@ -559,6 +559,7 @@ def _task_s2i(gen: _Gen, j: _Judges, s: EvalSettings, save: _Saver) -> dict[str,
 def _task_text(gen: _Gen, j: _Judges, s: EvalSettings, save: _Saver) -> dict[str, Any]:
     from omnitok.data.dataset import ShardDataset
     from omnitok.data.tokenize import _continuation_split
+    from omnitok.generation.rerank import span_logprob
     from omnitok.vocab.document import Document, Text
 
     texts: list[tuple[str, str]] = []
@@ -571,16 +572,10 @@ def _task_text(gen: _Gen, j: _Judges, s: EvalSettings, save: _Saver) -> dict[str
     if not texts:
         raise ValueError("text/test is empty (run `omnitok data build text`)")
     model, vocab = gen.model, gen.vocab
-    device = next(model.parameters()).device
-    nll = count = 0.0
     max_len = int(model.config.max_seq_len)
-    for _, t in texts:
-        ids = vocab.encode(Document([Text(t)]))[:max_len].to(device)[None]  # (1, L)
-        logits, _ = model(ids[:, :-1])
-        lp = torch.log_softmax(logits.float(), -1)
-        tgt = ids[:, 1:]
-        nll += float(-lp.gather(-1, tgt[..., None]).sum())
-        count += tgt.numel()
+    rows = [vocab.encode(Document([Text(t)]))[:max_len] for _, t in texts]
+    nll = -float(span_logprob(model, rows, [(1, len(r)) for r in rows]).sum())  # every id after BOS
+    count = float(sum(len(r) - 1 for r in rows))
     heads = [_continuation_split(t, k) for k, t in texts[: min(len(texts), 8)]]
     outs = gen([[Text(a)] for a, _ in heads], "text", temperature=0.7, top_p=0.9, max_new_tokens=32)
     sim = (j.minilm.similarity([seg.text or "" for seg in outs], [b for _, b in heads]) if heads and s.similarity

@@ -376,14 +376,12 @@ def generate(
 def _best_of(model: Transformer, vocab: Vocabulary, prompt: Any, produce: str, best_of: int, rerank: str,
              num_samples: int, decode_data: bool, kw: dict[str, Any]) -> GenerationOutput:
     """``best_of * num_samples`` candidates per prompt -> the ``num_samples`` best by the model's own score."""
-    from omnitok.generation.rerank import SCORES, candidate_scores
+    from omnitok.generation.rerank import SCORES, candidate_scores, condition_segments
 
     if rerank not in SCORES:
         raise ValueError(f"rerank: expected one of {SCORES}, got {rerank!r}")
     prompts = _split_batch(prompt)
-    segs = [_as_segments(p) for p in prompts]
-    if any(not s or any(isinstance(x, Uncond) for x in s) for s in segs):
-        raise ValueError("best_of: every prompt needs a condition to score the candidates against")
+    segs = [condition_segments(_as_segments(p)) for p in prompts]  # refused before any candidate is drawn
     per = best_of * num_samples
     out = generate(model, vocab, prompts, produce, num_samples=per, decode_data=False, **kw)
     t0 = time.perf_counter()

@@ -5,9 +5,7 @@ caption -> image) can score a generated output ``y`` for a prompt ``x`` by how w
 ``log p(x | y)``, the prompt's ids read after the candidate (a document ``BOS <y> <x>``). ``generate(...,
 best_of=N)`` draws N candidates per prompt, scores each and keeps the best: the noisy-channel reranking of
 Yee et al. (https://arxiv.org/abs/1908.05731) with the model as its own channel model, as DALL-E reranks its
-samples with CLIP (https://arxiv.org/abs/2102.12092), but without a second model. Spoken-digit strings from
-text whose speech loses its place (a repeated or skipped word) read back badly as that text, so the reverse
-score prefers the candidates that say it all.
+samples with CLIP (https://arxiv.org/abs/2102.12092), but without a second model.
 
 Scores:
 
@@ -30,7 +28,7 @@ from omnitok.model.transformer import Transformer
 from omnitok.vocab.document import Document, Segment, Uncond
 from omnitok.vocab.vocabulary import Vocabulary
 
-__all__ = ["SCORES", "candidate_scores", "span_logprob"]
+__all__ = ["SCORES", "candidate_scores", "condition_segments", "span_logprob"]
 
 SCORES = ("reverse", "joint")
 
@@ -75,7 +73,8 @@ def span_logprob(model: Transformer, ids: Sequence[Tensor], spans: Sequence[tupl
     return out
 
 
-def _segments(prompt: Document | Sequence[Segment]) -> list[Segment]:
+def condition_segments(prompt: Document | Sequence[Segment]) -> list[Segment]:
+    """The prompt's segments; ValueError when it has no condition to score candidates against."""
     segs = list(prompt.segments if isinstance(prompt, Document) else prompt)
     if not segs or any(isinstance(s, Uncond) for s in segs):
         raise ValueError("best_of reranking scores a candidate by how well it explains its prompt: every prompt "
@@ -97,7 +96,7 @@ def candidate_scores(model: Transformer, vocab: Vocabulary, prompts: Sequence[Do
     ids, spans = [], []
     fwd_ids, fwd_spans = [], []
     for p, c in zip(prompts, candidates):
-        segs = _segments(p)
+        segs = condition_segments(p)
         row, sp = vocab.encode_with_spans(Document([c, *segs], bos=True, eos=True))
         ids.append(torch.from_numpy(row))
         spans.append((sp[1][0], sp[-1][1]))
