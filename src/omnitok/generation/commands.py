@@ -30,7 +30,7 @@ import torch
 from omnitok.generation.generate import MODALITY_DEFAULTS, generate
 from omnitok.vocab.document import Audio, Image, Segment, Text, Video
 
-__all__ = ["add_arguments", "find_vocab", "load_media", "run", "save_output"]
+__all__ = ["add_arguments", "find_vocab", "load_media", "load_model", "run", "save_output"]
 
 MEDIA = {".png": "image", ".jpg": "image", ".jpeg": "image", ".webp": "image", ".wav": "audio", ".flac": "audio",
          ".ogg": "audio", ".mp4": "video"}
@@ -254,24 +254,31 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run(args: argparse.Namespace) -> int:
+def load_model(ckpt: str, vocab: str | None, device: str = "auto") -> tuple[Any, Any, Path, Path]:
+    """(model, vocabulary, model folder, vocabulary folder) for ``--ckpt`` / ``--vocab``, checked against each
+    other (``omnitok generate`` and ``omnitok serve`` load the same way)."""
     from omnitok.model.transformer import Transformer
     from omnitok.vocab.vocabulary import Vocabulary
 
-    device = _device(args.device)
+    dev = _device(device)
+    path = _resolve_ckpt(ckpt)
+    vocab_dir = find_vocab(path, vocab)
+    voc = Vocabulary.load(vocab_dir, map_location=str(dev))
+    model = Transformer.from_pretrained(path, map_location=dev)
+    recorded = _recorded(path, "vocab_hash")
+    if recorded and recorded != voc.hash:
+        raise ValueError(f"--vocab {vocab_dir}: hash {voc.hash[:12]} differs from the {recorded[:12]} the model "
+                         f"in {path} was trained with")
+    if model.config.vocab_size < voc.size:
+        raise ValueError(f"--vocab {vocab_dir}: {voc.size} ids, but the model in {path} has only "
+                         f"{model.config.vocab_size}")
+    return model, voc, path, vocab_dir
+
+
+def run(args: argparse.Namespace) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    ckpt = _resolve_ckpt(args.ckpt)
-    vocab_dir = find_vocab(ckpt, args.vocab)
-    vocab = Vocabulary.load(vocab_dir, map_location=str(device))
-    model = Transformer.from_pretrained(ckpt, map_location=device)
-    recorded = _recorded(ckpt, "vocab_hash")
-    if recorded and recorded != vocab.hash:
-        raise ValueError(f"--vocab {vocab_dir}: hash {vocab.hash[:12]} differs from the {recorded[:12]} the model "
-                         f"in {ckpt} was trained with")
-    if model.config.vocab_size < vocab.size:
-        raise ValueError(f"--vocab {vocab_dir}: {vocab.size} ids, but the model in {ckpt} has only "
-                         f"{model.config.vocab_size}")
+    model, vocab, _, _ = load_model(args.ckpt, args.vocab, args.device)
     segments: list[Segment] = [load_media(s, vocab) for s in args.source]
     if args.prompt:
         segments.append(Text(text=args.prompt))
