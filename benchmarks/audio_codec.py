@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def speech(seconds: float) -> tuple[np.ndarray, str]:
     """~``seconds`` of 16 kHz speech: the speech test split if built, else flite."""
-    from omnitok.data.audio_io import read_audio
+    from omnitok.io.audio import read_audio
 
     try:
         from omnitok.data.dataset import ShardDataset
@@ -96,7 +96,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from omnitok.codecs.audio import AudioCodec
     from omnitok.codecs.base import load_codec
-    from omnitok.data.audio_io import resample
+    from omnitok.io.audio import resample
 
     audio16, source = speech(args.seconds)
     secs = len(audio16) / 16000

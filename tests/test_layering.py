@@ -9,10 +9,11 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "omnitok"
 
 # package -> omnitok packages it must never import
 FORBIDDEN = {
+    "io": {"nn", "quantizers", "codecs", "vocab", "model", "generation", "data", "train", "eval", "cli", "quickstart"},
     "quantizers": {"codecs", "vocab", "model", "generation", "data", "train", "eval", "cli", "quickstart"},
     "nn": {"codecs", "vocab", "model", "generation", "data", "train", "eval", "cli", "quickstart"},
     "model": {"codecs", "vocab", "generation", "data", "train", "eval", "cli", "quickstart"},
-    "codecs": {"vocab", "model", "generation", "train", "cli", "quickstart"},
+    "codecs": {"vocab", "model", "generation", "data", "train", "eval", "cli", "quickstart"},
     "vocab": {"model", "generation", "train", "eval", "cli", "quickstart"},
     "generation": {"train", "cli", "quickstart"},
 }

@@ -179,7 +179,7 @@ def test_wrong_sample_rate_is_resampled(codec: AudioCodec) -> None:
 
 
 def test_files_and_truncated_flac(codec: AudioCodec, tmp_path) -> None:
-    from omnitok.data.audio_io import write_flac, write_wav
+    from omnitok.io.audio import write_flac, write_wav
 
     audio = speechy(1, 24000).reshape(-1).numpy()
     (tmp_path / "a.flac").write_bytes(write_flac(audio, 16000))

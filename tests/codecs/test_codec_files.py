@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from omnitok.cli import main
-from omnitok.codecs.files import read_codes
 from omnitok.codecs.image import ImageCodec
 from omnitok.codecs.video import VideoCodec
+from omnitok.io.codes import read_codes
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_decode_refuses_other_weights_and_bad_files(tmp_path, image_codec, capsy
 
 
 def test_mp4_round_trip(tmp_path):
-    from omnitok.data.video_io import read_mp4, write_mp4
+    from omnitok.io.video import read_mp4, write_mp4
 
     torch.manual_seed(0)
     folder = tmp_path / "vid"

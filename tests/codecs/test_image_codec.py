@@ -9,7 +9,7 @@ import torch
 
 from omnitok.codecs.base import CheckpointError, load_codec
 from omnitok.codecs.image import ImageCodec
-from omnitok.codecs.image_io import to_channels
+from omnitok.io.image import to_channels
 
 
 def tiny(mult=(1, 2, 2), quantizer="vq", **qkw) -> ImageCodec:

@@ -55,9 +55,9 @@ def test_train_text_codec_command(tmp_path) -> None:
     import numpy as np
 
     from omnitok.cli import main
-    from omnitok.data.media import encode_png
     from omnitok.data.shards import write_shard
     from omnitok.data.types import Example
+    from omnitok.io.image import encode_png
 
     ds = tmp_path / "root" / "datasets"
     write_shard(ds / "text" / "train-000000.tar",

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from omnitok.data.build import build_dataset, shard_paths
-from omnitok.data.media import encode_png
 from omnitok.data.shards import read_shard_keys
 from omnitok.data.splits import split_of
 from omnitok.data.types import Example
+from omnitok.io.image import encode_png
 
 
 class Killed(Exception):

@@ -12,9 +12,9 @@ from torch.utils.data import DataLoader
 
 from omnitok.data.dataset import ShardDataset, collate
 from omnitok.data.manifest import write_manifest
-from omnitok.data.media import encode_png
 from omnitok.data.shards import write_shard
 from omnitok.data.types import Example
+from omnitok.io.image import encode_png
 
 
 def _png(seed: int, side: int = 6) -> bytes:
@@ -122,7 +122,7 @@ def test_manifest_folder_loads_like_shards(tmp_path):
 
 
 def test_audio_and_video_layouts(tmp_path):
-    from omnitok.data.audio_io import write_flac
+    from omnitok.io.audio import write_flac
 
     t = np.arange(8000) / 8000.0
     wave = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
@@ -135,7 +135,7 @@ def test_audio_and_video_layouts(tmp_path):
     batch = collate(items)
     assert batch["audio"].shape == (2, 1, 16000) and batch["audio_lengths"].tolist() == [16000, 8000]
 
-    video_io = pytest.importorskip("omnitok.data.video_io")
+    video_io = pytest.importorskip("omnitok.io.video")
     frames = np.zeros((5, 16, 16, 3), np.uint8)
     for i in range(5):
         frames[i, 4:10, i : i + 6] = 255

@@ -13,10 +13,10 @@ import pytest
 pytest.importorskip("soundfile")
 pytest.importorskip("emoji")
 
-from omnitok.data.audio_io import read_audio  # noqa: E402
 from omnitok.data.build import BuildContext, build_dataset, shard_paths  # noqa: E402
 from omnitok.data.shards import example_from_files, iter_shard  # noqa: E402
 from omnitok.data.sources import speech  # noqa: E402
+from omnitok.io.audio import read_audio  # noqa: E402
 
 needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="flite missing: apt-get install -y flite")
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,

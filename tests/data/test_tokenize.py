@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from omnitok.cli import main
-from omnitok.data.media import encode_png
 from omnitok.data.shards import write_shard
 from omnitok.data.token_shards import TokenShards
 from omnitok.data.tokenize import CodeCache, build_document, codec_input_size, parse_codecs, pick_partner
 from omnitok.data.types import Example
+from omnitok.io.image import encode_png
 from omnitok.vocab import TASKS, Audio, Image, Text, Vocabulary
 from omnitok.vocab.debug import DebugAudioCodec, DebugImageCodec, DebugVideoCodec, debug_text_codec
 
@@ -19,7 +19,7 @@ WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 
 
 def _wav(seconds: float, seed: int) -> bytes:
-    from omnitok.data.audio_io import write_flac
+    from omnitok.io.audio import write_flac
 
     rng = np.random.default_rng(seed)
     return write_flac((rng.standard_normal(int(16000 * seconds)) * 0.1).astype(np.float32), 16000)
@@ -41,7 +41,7 @@ def root(tmp_path_factory):
     speech.append(Example("speech-digits-000001", {"flac": _wav(0.1, 99)},
                           {"transcript": "one two", "kind": "digits", "digits": "12"}))
     write_shard(ds / "speech" / "train-000000.tar", speech)
-    from omnitok.data.video_io import write_mp4
+    from omnitok.io.video import write_mp4
 
     clips = [Example(f"video-{i:03d}", {"mp4": write_mp4(rng.integers(0, 255, (6, 16, 16, 3), dtype=np.uint8), 8.0)},
                      {"caption": f"the digit {i} moving left"}) for i in range(3)]

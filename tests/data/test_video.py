@@ -14,7 +14,7 @@ pytest.importorskip("PIL")
 from omnitok.data.build import BuildContext, build_dataset, shard_paths  # noqa: E402
 from omnitok.data.shards import example_from_files, iter_shard  # noqa: E402
 from omnitok.data.sources import video  # noqa: E402
-from omnitok.data.video_io import read_mp4  # noqa: E402
+from omnitok.io.video import read_mp4  # noqa: E402
 
 
 def _fake_mnist(n: int = 20) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ def test_wer_arithmetic() -> None:
 
 
 def flite(text: str, tmp_path) -> np.ndarray:
-    from omnitok.data.audio_io import read_audio
+    from omnitok.io.audio import read_audio
 
     subprocess.run(["flite", "-voice", "kal16", "-t", text, "-o", str(tmp_path / "t.wav")], check=True)
     return read_audio(tmp_path / "t.wav", target_sr=16000)[0]
@@ -54,8 +54,8 @@ def test_pocketsphinx_digits_and_lm(tmp_path) -> None:
 @needs_flite
 def test_evaluate_audio_codec_with_asr(tmp_path) -> None:
     from omnitok.codecs.audio import AudioCodec
-    from omnitok.data.audio_io import write_wav
     from omnitok.eval.audio_codec import evaluate
+    from omnitok.io.audio import write_wav
 
     data = tmp_path / "clips"
     data.mkdir()

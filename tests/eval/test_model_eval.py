@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from omnitok.data.audio_io import write_flac
-from omnitok.data.media import encode_png
 from omnitok.data.shards import ShardWriter
 from omnitok.data.types import Example
-from omnitok.data.video_io import write_mp4
 from omnitok.eval.judges.digit_classifier import DigitClassifier, train_classifier
 from omnitok.eval.model import EvalSettings, _Judges, digit_from_text, evaluate_model, summary_rows
+from omnitok.io.audio import write_flac
+from omnitok.io.image import encode_png
+from omnitok.io.video import write_mp4
 from omnitok.model.config import ModelConfig
 from omnitok.model.transformer import Transformer
 from omnitok.vocab.debug import debug_vocabulary

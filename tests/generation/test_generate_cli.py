@@ -41,7 +41,7 @@ def test_cli_from_image_to_text_and_audio(run_dir, capsys):
     pytest.importorskip("soundfile")
     img = run_dir / "apple.png"
     if not img.exists():
-        from omnitok.codecs.image_io import save_image
+        from omnitok.io.image import save_image
 
         save_image(torch.rand(3, 12, 16) * 2 - 1, img)
     assert main(["generate", "--from", str(img), "--to", "text", "--ckpt", str(run_dir / "lm"),
@@ -88,7 +88,7 @@ def test_cli_until_end_audio(tmp_path, capsys):
     """--until-end: a one-codebook vocabulary gives speech of at most --grid frames; the delay pattern of four
     codebooks is refused with the reason."""
     pytest.importorskip("soundfile")
-    from omnitok.data.audio_io import read_audio
+    from omnitok.io.audio import read_audio
     from omnitok.vocab.debug import debug_vocabulary
 
     vocab = debug_vocabulary(audio_pattern="flatten", audio_levels=1)

@@ -376,7 +376,7 @@ class AudioCodec(Codec):
 
         Truncated or undecodable files raise ``ValueError`` naming the path.
         """
-        from omnitok.data.audio_io import read_audio  # a leaf module: numpy + soundfile only
+        from omnitok.io.audio import read_audio  # a leaf module: numpy + soundfile only
 
         audio, sr = read_audio(path)
         if sr != self.sample_rate:
@@ -390,10 +390,10 @@ class AudioCodec(Codec):
 
 
 def resample_batch(x: Tensor, orig_sr: int, target_sr: int) -> Tensor:
-    """(B, 1, T) float -> (B, 1, ceil(T * target / orig)) with the band-limited resampler of audio_io."""
+    """(B, 1, T) float -> (B, 1, ceil(T * target / orig)) with the band-limited resampler of omnitok.io.audio."""
     import numpy as np
 
-    from omnitok.data.audio_io import resample
+    from omnitok.io.audio import resample
 
     out = [resample(row[0].detach().cpu().numpy(), orig_sr, target_sr) for row in x]
     return torch.from_numpy(np.stack(out)).unsqueeze(1).to(x.device)

@@ -6,14 +6,14 @@
 Default outputs sit beside the input: ``photo.codes.safetensors`` and ``photo.decoded.png`` (never the
 original file's name, so decoding cannot overwrite a source).
 
-A code file is a safetensors file with one int64 tensor ``codes`` shaped (*code_grid, num_codebooks)
+A code file (:mod:`omnitok.io.codes`) is a safetensors file with one int64 tensor ``codes`` shaped (*code_grid, num_codebooks)
 (no batch dimension) and string metadata: ``omnitok_format`` ("codes/1"), ``modality``, ``codec_class``,
 ``codec_weights_sha256`` (the hash in the codec's config.json), ``source`` (input file name),
 ``input_shape`` (JSON), and ``fps`` / ``sample_rate`` for video / audio. ``decode`` refuses a code file
 made by other weights (a different hash) unless ``--force``.
 
 Images (.png .jpg .jpeg .webp .bmp .gif): greyscale replicated to RGB, alpha composited on white (see
-:mod:`omnitok.codecs.image_io`); a size not divisible by the codec's f is an error unless ``--crop``
+:mod:`omnitok.io.image`); a size not divisible by the codec's f is an error unless ``--crop``
 (centre crop to the largest multiple of f). Video (.mp4): T must be 1 + k * temporal_stride unless
 ``--trim`` (drop trailing frames). Audio (.wav .flac): handled by :class:`omnitok.codecs.audio.AudioCodec`.
 """
@@ -22,57 +22,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from omnitok.codecs.base import Codec, load_codec
+from omnitok.io.audio import encode_audio
+from omnitok.io.codes import SUFFIX, read_codes, write_codes
+from omnitok.io.image import load_image, save_image
+from omnitok.io.video import load_video, save_video
 
-__all__ = ["FORMAT", "decode_file", "encode_file", "read_codes", "write_codes"]
+__all__ = ["decode_file", "encode_file"]
 
-FORMAT = "codes/1"
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 VIDEO_EXTS = {".mp4"}
 AUDIO_EXTS = {".wav", ".flac"}
 OUTPUT_EXT = {"image": ".png", "video": ".mp4", "audio": ".wav"}
-SUFFIX = ".codes.safetensors"
-
-
-# ----- code files -----------------------------------------------------------------------------
-def write_codes(path: str | Path, codes: Tensor, meta: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    strmeta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
-    save_file({"codes": codes.detach().to(torch.int64).contiguous().cpu()}, str(path),
-              metadata={"omnitok_format": FORMAT, **strmeta})
-
-
-def read_codes(path: str | Path) -> tuple[Tensor, dict[str, str]]:
-    """A code file -> (codes (*grid, num_codebooks) int64, metadata); ValueError naming the path."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such code file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            if "codes" not in set(f.keys()):  # noqa: SIM118
-                raise ValueError(f"{path}: not an omnitok code file (no 'codes' tensor)")
-            codes = f.get_tensor("codes")
-    except (SafetensorError, OSError, RuntimeError) as e:
-        raise ValueError(f"{path}: cannot read code file (truncated or not safetensors?): {e}") from e
-    if meta.get("omnitok_format") != FORMAT:
-        raise ValueError(f"{path}: not an omnitok code file (omnitok_format={meta.get('omnitok_format')!r})")
-    if codes.is_floating_point():
-        raise ValueError(f"{path}: codes must be integers, got {codes.dtype}")
-    return codes.long(), meta
 
 
 # ----- encode / decode one file ------------------------------------------------------------------
@@ -102,8 +69,6 @@ def encode_file(codec: Codec, path: str | Path, out: str | Path, crop: bool = Fa
     elif ext in IMAGE_EXTS:
         if codec.modality != "image":
             raise ValueError(f"{path}: an image file needs an image codec, got a {codec.modality} codec")
-        from omnitok.codecs.image_io import load_image
-
         x = load_image(path, codec.config["in_channels"])  # (C, H, W)
         if crop:
             x = _centre_crop(x, codec.factor)
@@ -116,8 +81,6 @@ def encode_file(codec: Codec, path: str | Path, out: str | Path, crop: bool = Fa
     elif ext in VIDEO_EXTS:
         if codec.modality != "video":
             raise ValueError(f"{path}: a video file needs a video codec, got a {codec.modality} codec")
-        from omnitok.codecs.image_io import load_video
-
         x, fps = load_video(path, codec.config["in_channels"])  # (C, T, H, W)
         if trim:
             s = codec.temporal_stride
@@ -154,16 +117,10 @@ def decode_file(codec: Codec, path: str | Path, out: str | Path, force: bool = F
     y = codec.decode(codes[None].to(device))[0].cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
     if codec.modality == "image":
-        from omnitok.codecs.image_io import save_image
-
         save_image(y, out)
     elif codec.modality == "video":
-        from omnitok.codecs.image_io import save_video
-
         save_video(y, out, fps=float(meta.get("fps", 8.0)))
     elif codec.modality == "audio":
-        from omnitok.data.audio_io import encode_audio
-
         fmt = "FLAC" if out.suffix.lower() == ".flac" else "WAV"
         out.write_bytes(encode_audio(y.reshape(-1).numpy(), codec.sample_rate, format=fmt, name=str(out)))
     else:

@@ -5,7 +5,7 @@ factor f = 2 ** (len(channel_mult) - 1) (f = 4, 8 or 16 for 3, 4 or 5 levels). T
 the input: 64x64 at f8 -> 8x8 codes, 64x128 -> 8x16. Codes are (B, H/f, W/f, num_codebooks) int64.
 
 Channels: ``in_channels`` is 3 (RGB) or 1 (greyscale). File loaders convert with
-:func:`omnitok.codecs.image_io.to_channels` (greyscale replicated to RGB, alpha composited on white,
+:func:`omnitok.io.image.to_channels` (greyscale replicated to RGB, alpha composited on white,
 RGB -> L by ITU-R 601 luma), so the codec itself only ever sees the channel count it was built for.
 """
 
@@ -43,7 +43,7 @@ def check_float_batch(x: Tensor, ndim: int, channels: int, who: str, layout: str
     if x.shape[1] != channels:
         raise ValueError(
             f"{who}: expected {channels} channels in dim 1 of {layout}, got shape {tuple(x.shape)} "
-            "(convert greyscale/alpha images with omnitok.codecs.image_io.to_channels)"
+            "(convert greyscale/alpha images with omnitok.io.image.to_channels)"
         )
     if not x.is_floating_point():
         raise ValueError(f"{who}: input must be a float tensor in [-1, 1], got dtype {x.dtype}")

@@ -112,7 +112,7 @@ def contact_sheet(images: list, tile: int = 64, columns: int | None = None, pad:
     """uint8 (H, W, 3) arrays -> one PIL image, a grid of ``tile`` x ``tile`` cells on grey."""
     from PIL import Image
 
-    from omnitok.data.media import resize_rgb
+    from omnitok.io.image import resize_rgb
 
     n = len(images)
     columns = columns or max(1, math.ceil(math.sqrt(n)))
@@ -126,7 +126,7 @@ def contact_sheet(images: list, tile: int = 64, columns: int | None = None, pad:
 
 def run_data_show(args: argparse.Namespace) -> int:
     from omnitok.data.dataset import ShardDataset
-    from omnitok.data.media import tensor_to_uint8
+    from omnitok.io.image import tensor_to_uint8
 
     try:
         ds = ShardDataset(args.name, args.split, root=args.root, num_frames=1)

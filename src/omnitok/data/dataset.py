@@ -33,11 +33,14 @@ from typing import Any
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from omnitok.data import media
 from omnitok.data.manifest import find_manifest, iter_manifest
 from omnitok.data.paths import dataset_dir
 from omnitok.data.shards import example_from_files, iter_shard
 from omnitok.data.types import Example
+from omnitok.io.audio import AUDIO_EXTS, decode_audio
+from omnitok.io.image import IMAGE_EXTS, decode_image
+from omnitok.io.text import TEXT_EXTS, decode_text
+from omnitok.io.video import VIDEO_EXTS, decode_video
 
 __all__ = ["ShardDataset", "collate", "load_split", "resolve_units"]
 
@@ -207,14 +210,14 @@ class ShardDataset(IterableDataset):
             out["label"] = meta["label"]
         for ext, data in example.files.items():
             ext = ext.lower()
-            if ext in media.IMAGE_EXTS:
-                out["image"] = media.decode_image(data, self.image_size, name=name)
-            elif ext in media.AUDIO_EXTS:
-                out["audio"], out["sample_rate"] = media.decode_audio(data, self.sample_rate, name=name)
-            elif ext in media.VIDEO_EXTS:
-                out["video"] = media.decode_video(data, self.video_size, self.num_frames, name=name)
-            elif ext in media.TEXT_EXTS:
-                out["text"] = media.decode_text(data, name=name)
+            if ext in IMAGE_EXTS:
+                out["image"] = decode_image(data, self.image_size, name=name)
+            elif ext in AUDIO_EXTS:
+                out["audio"], out["sample_rate"] = decode_audio(data, self.sample_rate, name=name)
+            elif ext in VIDEO_EXTS:
+                out["video"] = decode_video(data, self.video_size, self.num_frames, name=name)
+            elif ext in TEXT_EXTS:
+                out["text"] = decode_text(data, name=name)
         return out
 
     def count(self) -> int:

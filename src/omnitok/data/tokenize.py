@@ -138,17 +138,19 @@ def _file(example: Example, kind: str) -> bytes | None:
 def _decode(example: Example, kind: str, image_size: int | None, sample_rate: int | None,
             video_size: int | None = None, video_frames: int | None = None,
             video_layout: str = "CTHW") -> torch.Tensor:
-    from omnitok.data import media
+    from omnitok.io.audio import decode_audio
+    from omnitok.io.image import decode_image
+    from omnitok.io.video import decode_video
 
     data = _file(example, kind)
     if data is None:
         raise ValueError(f"example {example.key}: no {kind} file (has {sorted(example.files)})")
     if kind == "image":
-        return media.decode_image(data, image_size, name=example.key)
+        return decode_image(data, image_size, name=example.key)
     if kind == "audio":
-        return media.decode_audio(data, sample_rate, name=example.key)[0]
+        return decode_audio(data, sample_rate, name=example.key)[0]
     if kind == "video":
-        frames = media.decode_video(data, video_size, video_frames, name=example.key)  # (T, 3, H, W)
+        frames = decode_video(data, video_size, video_frames, name=example.key)  # (T, 3, H, W)
         if video_layout == "TCHW":
             return frames
         return frames.permute(1, 0, 2, 3).contiguous()  # (3, T, H, W), the layout of VideoCodec

@@ -48,7 +48,7 @@ class PocketSphinx:
         if not np.isfinite(x).all():
             raise ValueError("PocketSphinx.transcribe: audio contains NaN/inf samples")
         if sample_rate != self.sample_rate:
-            from omnitok.data.audio_io import resample
+            from omnitok.io.audio import resample
 
             x = resample(x, int(sample_rate), self.sample_rate)
         pcm = (np.clip(x, -1.0, 1.0) * 32767).astype("<i2")

@@ -62,7 +62,7 @@ def load_eval_clips(data: str, split: str, sample_rate: int, limit: int | None) 
                 for i, a in enumerate(synthetic_clips(limit or 8, sample_rate, seed=1))]
     folder = Path(data).expanduser()
     if folder.is_dir() and not any(folder.glob("*.tar")):
-        from omnitok.data.audio_io import read_audio
+        from omnitok.io.audio import read_audio
 
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".wav", ".flac"))[:limit]
         texts: dict[str, Any] = {}
@@ -94,7 +94,7 @@ def _group(kind: str) -> str:
 def evaluate(codec: Any, data: str, split: str, out_dir: Path, limit: int | None = None,
              asr: bool = True, asr_n_q: int | None = None, examples: int = 4) -> dict[str, Any]:
     """Metrics of ``codec`` on ``data``/``split`` (see the module docstring); returns a JSON-ready dict."""
-    from omnitok.data.audio_io import write_wav
+    from omnitok.io.audio import write_wav
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ __all__ = ["evaluate", "reconstruct"]
 @torch.no_grad()
 def reconstruct(codec: Codec, x: torch.Tensor, batch_size: int = 64, progress: bool = True):
     """x uint8 (N, 3, H, W) -> (recon float (N, C, H, W) in [-1, 1], codes (N, h, w, nc), input float)."""
-    from omnitok.codecs.image_io import to_channels
+    from omnitok.io.image import to_channels
 
     device = next(codec.parameters()).device
     recons, codes, inputs = [], [], []
@@ -51,7 +51,7 @@ def codebook_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
 def evaluate(codec: Codec, data: str, split: str, out_dir: Path, limit: int | None = None,
              fid: bool = True, size: int | None = None, where: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate ``codec`` on ``data``/``split``; write ``recon_grid.png`` under ``out_dir``; return metrics."""
-    from omnitok.codecs.image_io import save_image
+    from omnitok.io.image import save_image
     from omnitok.train.image_codec import image_grid
 
     train_cfg = getattr(codec, "train_config", None) or {}

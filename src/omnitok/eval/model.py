@@ -265,7 +265,7 @@ class _Saver:
     def image(self, x: Tensor, name: str) -> str | None:
         if self.dir is None:
             return None
-        from omnitok.codecs.image_io import save_image
+        from omnitok.io.image import save_image
 
         p = self.dir / f"{name}.png"
         save_image(x, p)
@@ -274,7 +274,7 @@ class _Saver:
     def audio(self, x: Tensor, name: str, sr: int | None = None) -> str | None:
         if self.dir is None:
             return None
-        from omnitok.data.audio_io import write_wav
+        from omnitok.io.audio import write_wav
 
         p = self.dir / f"{name}.wav"
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -284,7 +284,7 @@ class _Saver:
     def video(self, frames: Tensor, name: str) -> str | None:
         if self.dir is None:
             return None
-        from omnitok.codecs.image_io import save_video
+        from omnitok.io.video import save_video
 
         p = self.dir / f"{name}.mp4"
         save_video(frames.transpose(0, 1), p)  # (T, 3, H, W) -> (C, T, H, W)

@@ -132,17 +132,17 @@ def load_media(path: str, vocab) -> Segment:
         raise ValueError(f"--from {path}: the vocabulary has no {kind} codec loaded")
     cfg = getattr(codec, "config", {}) or {}
     if kind == "image":
-        from omnitok.codecs.image_io import load_image
+        from omnitok.io.image import load_image
 
         return Image(data=load_image(p, int(cfg.get("in_channels", 3))))
     if kind == "audio":
         if hasattr(codec, "load_audio"):
             return Audio(data=codec.load_audio(p)[0])  # (1, T)
-        from omnitok.data.audio_io import read_audio
+        from omnitok.io.audio import read_audio
 
         x, _ = read_audio(str(p), target_sr=int(getattr(codec, "sample_rate", 16000)), name=str(p))
         return Audio(data=torch.from_numpy(x)[None])
-    from omnitok.codecs.image_io import load_video
+    from omnitok.io.video import load_video
 
     x, _ = load_video(p, int(cfg.get("in_channels", 3)))  # (C, T, H, W)
     # the video codec takes (C, T, H, W); the debug codec takes (frames, 3, H, W)
@@ -158,17 +158,17 @@ def save_output(seg: Segment, path: Path, vocab) -> None:
     if seg.data is None:
         raise ValueError(f"cannot write {path}: the {seg.modality} codec is not loaded, only codes were generated")
     if isinstance(seg, Image):
-        from omnitok.codecs.image_io import save_image
+        from omnitok.io.image import save_image
 
         save_image(seg.data, path)
     elif isinstance(seg, Audio):
-        from omnitok.data.audio_io import encode_audio
+        from omnitok.io.audio import encode_audio
 
         sr = int(getattr(vocab.codecs["audio"], "sample_rate", 16000))
         fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
         path.write_bytes(encode_audio(seg.data.reshape(-1).float().numpy(), sr, format=fmt, name=str(path)))
     elif isinstance(seg, Video):
-        from omnitok.codecs.image_io import save_video
+        from omnitok.io.video import save_video
 
         x = seg.data
         if x.shape[0] != 3 or x.shape[1] == 3:  # (frames, 3, H, W) -> (3, frames, H, W)
@@ -242,7 +242,7 @@ class _Streamer:
                 img = codec.decode(grid[None].to(dev))[0].cpu()  # (3, rows*f, W)
         except Exception:  # a codec that cannot decode a partial grid simply gets no preview
             return
-        from omnitok.codecs.image_io import save_image
+        from omnitok.io.image import save_image
 
         save_image(img, self.preview)
         print(f"\rpreview: {rows}/{h} rows -> {self.preview}", end="", file=sys.stderr, flush=True)

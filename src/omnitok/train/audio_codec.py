@@ -55,7 +55,7 @@ def load_clips(name: str, split: str, sample_rate: int, limit: int | None = None
         return synthetic_clips(limit or 32, sample_rate, seed=0 if split == "train" else 1)
     folder = Path(name).expanduser()
     if folder.is_dir() and not any(folder.glob("*.tar")):
-        from omnitok.data.audio_io import read_audio
+        from omnitok.io.audio import read_audio
 
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".wav", ".flac"))
         if not files:

@@ -104,7 +104,7 @@ def video_grid(orig: Tensor, recon: Tensor) -> Tensor:
 
 
 def save_grid(codec: Codec, batch: Tensor, path: Path) -> None:
-    from omnitok.codecs.image_io import save_image
+    from omnitok.io.image import save_image
 
     with torch.no_grad():
         recon = codec(batch).recon
@@ -132,7 +132,7 @@ def _batch(data: Tensor, idx: Tensor, kind: str, flip: bool, gen: torch.Generato
 
 
 def _to_codec_channels(x: Tensor, channels: int) -> Tensor:
-    from omnitok.codecs.image_io import to_channels
+    from omnitok.io.image import to_channels
 
     if x.dim() == 5:  # (B, C, T, H, W)
         return to_channels(x.transpose(1, 2), channels).transpose(1, 2)

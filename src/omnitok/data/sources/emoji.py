@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from omnitok.data.build import BuildContext
-from omnitok.data.media import encode_png, image_to_rgb_array, resize_rgb
 from omnitok.data.types import Example
+from omnitok.io.image import encode_png, image_to_rgb_array, resize_rgb
 
 NAME = "emoji"
 FLUENT_PACKAGE, FLUENT_VERSION = "@lobehub/fluent-emoji-3d", "1.1.0"

@@ -10,7 +10,7 @@ Four kinds of utterance, interleaved in proportion so a ``--limit`` slice holds 
 Each utterance gets a voice from a seeded RNG keyed by its example key: flite voices kal16 / awb / rms /
 slt with a duration stretch of 0.8-1.25, or an espeak-ng accent (en-us, en-gb, ...) and variant (m1-m7,
 f1-f5) at 120-200 words per minute and pitch 25-75. Audio is 16 kHz mono FLAC (PCM_16); espeak-ng's
-22,050 Hz output is resampled with :func:`omnitok.data.audio_io.resample` (Kaiser-windowed sinc).
+22,050 Hz output is resampled with :func:`omnitok.io.audio.resample` (Kaiser-windowed sinc).
 
 Synthesis runs in a small pool of subprocesses (``workers``, default 3), in order, with a bounded
 look-ahead; keys already in finished shards are not synthesised again on resume.
@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from omnitok.data.audio_io import read_audio, write_flac
 from omnitok.data.types import Example
+from omnitok.io.audio import read_audio, write_flac
 
 __all__ = [
     "CARD",

@@ -12,7 +12,7 @@ Two kinds, interleaved in proportion so a ``--limit`` slice holds both:
 Sprites move with sub-pixel positions (bilinear) at a constant speed and bounce off the frame edges; the
 start is chosen so the first bounce comes no earlier than frame 6, so the caption's direction holds for
 the start of the clip, and the caption adds "bouncing off the edge" when a bounce happens. 16 frames at
-8 fps by default, encoded by :func:`omnitok.data.video_io.write_mp4` (libx264, CRF 18, yuv420p).
+8 fps by default, encoded by :func:`omnitok.io.video.write_mp4` (libx264, CRF 18, yuv420p).
 
 Options (``omnitok data build video -o name=value``): ``digit_clips`` (4000), ``emoji_clips`` (1000),
 ``frames`` (16), ``fps`` (8), ``crf`` (18). The default build (5,000 clips at 32 px, 24 MiB) took 76 s on a
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from omnitok.data.types import Example
-from omnitok.data.video_io import video_codec, write_mp4
+from omnitok.io.video import video_codec, write_mp4
 
 __all__ = [
     "CARD",

@@ -1,4 +1,4 @@
-"""video_io: mp4 round trips through PyAV (H.264 where available), determinism, bad input."""
+"""omnitok.io.video: mp4 round trips through PyAV (H.264 where available), determinism, bad input."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from omnitok.data.video_io import h264_available, read_mp4, video_codec, write_mp4  # noqa: E402
+from omnitok.io.video import h264_available, read_mp4, video_codec, write_mp4  # noqa: E402
 
 
 def _clip(t: int = 16, h: int = 32, w: int = 32) -> np.ndarray:

@@ -8,18 +8,37 @@ falls back to MPEG-4 Part 2 (``mpeg4``, fixed quantiser) and says so with a warn
 
 Frames whose height or width is odd are padded by one edge pixel for yuv420p, and cropped back on
 read (the true size is stored in the container's ``comment`` tag as ``omnitok_size=WxH``).
+
+Tensors: :func:`decode_video` gives a data shard's layout float (T, 3, H, W); :func:`load_video` /
+:func:`save_video` give a video codec's layout float (C, T, H, W); both in [-1, 1].
 """
 
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import Tensor
 
-__all__ = ["h264_available", "read_mp4", "video_codec", "write_mp4"]
+from omnitok.io.image import resize_rgb, to_channels
+
+__all__ = [
+    "VIDEO_EXTS",
+    "decode_video",
+    "h264_available",
+    "load_video",
+    "read_mp4",
+    "save_video",
+    "video_codec",
+    "write_mp4",
+]
+
+VIDEO_EXTS = ("mp4",)  # the video members a data shard may hold
 
 
 def _av():
@@ -146,3 +165,51 @@ def read_mp4(source: bytes | bytearray | memoryview | str | Path, *, name: str |
         except ValueError:
             pass
     return np.ascontiguousarray(out)
+
+
+def decode_video(data: bytes, size: int | tuple[int, int] | None = None, num_frames: int | None = None,
+                 *, name: str = "video") -> Tensor:
+    """mp4 bytes -> float32 (T, 3, H, W) in [-1, 1]; frames resized to ``size``; first ``num_frames``
+    frames kept (a shorter clip is padded by repeating its last frame)."""
+    frames = read_mp4(data, name=name)  # (T, H, W, 3) uint8
+    if num_frames is not None:
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if frames.shape[0] >= num_frames:
+            frames = frames[:num_frames]
+        else:
+            pad = np.repeat(frames[-1:], num_frames - frames.shape[0], axis=0)
+            frames = np.concatenate([frames, pad], axis=0)
+    if size is not None:
+        frames = np.stack([resize_rgb(f, size) for f in frames])
+    t = torch.from_numpy(np.array(frames, copy=True)).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
+    return t / 127.5 - 1.0
+
+
+def load_video(path: str | os.PathLike, channels: int = 3) -> tuple[Tensor, float]:
+    """An mp4 file -> (float (channels, T, H, W) in [-1, 1], fps)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such video file")
+    frames = read_mp4(path.read_bytes(), name=str(path))  # (T, H, W, 3) uint8
+    fps = _video_fps(path)
+    x = torch.from_numpy(np.array(frames, copy=True)).permute(3, 0, 1, 2).float() / 127.5 - 1  # (3, T, H, W)
+    return to_channels(x.transpose(0, 1), channels).transpose(0, 1), fps
+
+
+def _video_fps(path: Path) -> float:
+    try:
+        av = _av()
+        with av.open(str(path)) as box:
+            rate = box.streams.video[0].average_rate
+            return float(rate) if rate else 8.0
+    except Exception:  # fps is cosmetic; decoding errors were raised by read_mp4 already
+        return 8.0
+
+
+def save_video(x: Tensor, path: str | os.PathLike, fps: float = 8.0) -> None:
+    """float (C, T, H, W) in [-1, 1] -> mp4 (H.264 via :func:`write_mp4`)."""
+    x = to_channels(x.detach().float().cpu().transpose(0, 1), 3)  # (T, 3, H, W)
+    u8 = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(write_mp4(u8, fps, name=str(path)))

@@ -9,7 +9,8 @@ filter bank: the ratio ``target/orig`` is reduced to ``up/down``, one filter per
 the input is read in strides of ``down`` — the same construction as torchaudio's
 ``sinc_interp_kaiser`` and Julius O. Smith's "Digital Audio Resampling"
 (https://ccrma.stanford.edu/~jos/resample/). The cut-off is ``rolloff * min(orig, target) / 2`` so
-downsampling does not alias. Only numpy is needed (scipy is not a dependency).
+downsampling does not alias. Only numpy is needed (scipy is not a dependency); torch only for
+:func:`decode_audio`, which returns a tensor.
 """
 
 from __future__ import annotations
@@ -19,10 +20,16 @@ import math
 import os
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from torch import Tensor
+
 __all__ = [
+    "AUDIO_EXTS",
+    "decode_audio",
     "downmix",
     "encode_audio",
     "read_audio",
@@ -32,6 +39,7 @@ __all__ = [
 ]
 
 AudioSource = bytes | bytearray | memoryview | str | os.PathLike
+AUDIO_EXTS = ("flac", "wav")  # the audio members a data shard may hold
 
 
 def _soundfile():
@@ -157,6 +165,14 @@ def read_audio(
         mono = resample(mono, int(sr), int(target_sr))
         sr = int(target_sr)
     return mono, int(sr)
+
+
+def decode_audio(data: bytes, sample_rate: int | None = None, *, name: str = "audio") -> tuple[Tensor, int]:
+    """FLAC/WAV bytes -> (float32 (1, T) in [-1, 1], sample rate), resampled to ``sample_rate`` when given."""
+    import torch
+
+    wave, sr = read_audio(data, target_sr=sample_rate, name=name)  # (T,)
+    return torch.from_numpy(np.array(wave, dtype=np.float32, copy=True)).float().unsqueeze(0), sr
 
 
 def _prepare(audio: np.ndarray, sample_rate: int, name: str) -> np.ndarray:

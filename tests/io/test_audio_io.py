@@ -1,4 +1,4 @@
-"""audio_io: FLAC/WAV round trips, downmix, the numpy resampler against a naive reference, bad input."""
+"""omnitok.io.audio: FLAC/WAV round trips, downmix, the numpy resampler against a naive reference, bad input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 sf = pytest.importorskip("soundfile")
 
-from omnitok.data.audio_io import downmix, read_audio, resample, write_flac, write_wav  # noqa: E402
+from omnitok.io.audio import downmix, read_audio, resample, write_flac, write_wav  # noqa: E402
 
 
 def _tone(freq: float, sr: int, seconds: float = 0.5) -> np.ndarray:
@@ -35,7 +35,7 @@ def test_resample_removes_content_above_the_new_nyquist() -> None:
 
 def test_resample_matches_naive_sum() -> None:
     """The polyphase filter bank equals y[n] = sum_k x[k] h(n * orig / target - k) computed directly."""
-    from omnitok.data.audio_io import _sinc_kernels
+    from omnitok.io.audio import _sinc_kernels
 
     orig, target, width_zc, rolloff, beta = 441, 320, 16, 0.95, 8.6
     x = np.random.default_rng(0).standard_normal(2000).astype(np.float32)
