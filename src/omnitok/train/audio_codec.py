@@ -8,9 +8,11 @@ Called by ``omnitok train codec --preset speech16k`` (:mod:`omnitok.train.codec`
     quantizer: {num_codebooks, codebook_size, quantizer_dropout, **ResidualVQ / VectorQuantizer kwargs}
     loss:      {l1, stft, mel, vq, adversarial, feature, adversarial_start, fft_sizes, mel_windows}
     train:     {steps, batch_size, lr, warmup, betas, grad_clip, optimizer, muon_momentum, log_every, save_every,
-                threads, device, seed}
+                threads, device, bf16, seed}
 
-``train.device`` is ``auto`` by default (the GPU when there is one). Training is on random fixed-length segments of the clips held in memory (a clip shorter than a segment is
+``train.device`` is ``auto`` by default (the GPU when there is one). On a GPU with bf16, ``train.bf16`` (default
+true) runs the codec's forward under bf16 autocast; the spectral losses and the discriminator (FFTs) stay in
+fp32, on the reconstruction cast back to fp32. Training is on random fixed-length segments of the clips held in memory (a clip shorter than a segment is
 zero-padded). The loss is ``l1 * |x - x'| + stft * MR-STFT + mel * multi-scale mel + vq * RVQ loss``, plus,
 from step ``adversarial_start`` when ``adversarial > 0``, a multi-scale STFT discriminator (hinge) with
 feature matching. Output: ``out_dir/checkpoints/step_N`` (resumable) and ``out_dir/codec`` (the codec folder,
@@ -23,6 +25,8 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +127,7 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
     from omnitok.codecs.base import select_device
 
     device = select_device(tcfg.get("device", "auto"))
+    autocast = codec_autocast(device, bool(tcfg.get("bf16", True)))
     codec = build_audio_codec(cfg).to(device)
     sr = codec.sample_rate
     seg = max(round(float(dcfg.get("segment_seconds", 0.64)) * sr / codec.hop), 1) * codec.hop
@@ -173,7 +178,7 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
           f"{codec.frame_rate:g} frames/s, {codec.num_codebooks} x {codec.codebook_size} codes "
           f"-> {codec.bitrate() / 1000:g} kbps at {codec.num_codebooks} codebooks "
           f"({codec.bitrate(1) / 1000:g} kbps per codebook); {len(clips)} clips, segments of {seg} samples; "
-          f"on {device}")
+          f"on {device}{' (bf16 autocast)' if isinstance(autocast(), torch.autocast) else ''}")
     codec.train()
     t0, last = time.perf_counter(), {}
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="audio codec",
@@ -182,13 +187,15 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
         for g in opt.param_groups:
             g["lr"] = _lr(step, lr, warmup, steps)
         x = sampler.batch(bs).to(device, non_blocking=True)  # (B, 1, seg)
-        out = codec(x)
-        loss, parts = recon(out.audio, x)
-        loss = loss + vq_weight * out.vq_loss
+        with autocast():
+            out = codec(x)
+        audio = out.audio.float()  # (B, 1, seg); the FFT losses in fp32
+        loss, parts = recon(audio, x)
+        loss = loss + vq_weight * out.vq_loss.float()
         use_adv = disc is not None and step >= adv_start
         if use_adv:
             assert disc is not None and opt_d is not None
-            real, fake = disc(x), disc(out.audio)
+            real, fake = disc(x), disc(audio)
             g_adv = _gen_terms(fake, real, adv_weight, feat_weight)
             loss = loss + g_adv
             parts["adv_g"] = g_adv.detach()
@@ -200,7 +207,7 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
             from omnitok.codecs.losses.stft_discriminator import discriminator_loss
 
             assert disc is not None and opt_d is not None
-            d_loss = discriminator_loss(disc(x), disc(out.audio.detach()))
+            d_loss = discriminator_loss(disc(x), disc(audio.detach()))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
@@ -223,6 +230,14 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
         "steps": steps, "final": last, "train_seconds": round(time.perf_counter() - t0, 1),
         "bitrate_bps": {str(n): codec.bitrate(n) for n in range(1, codec.num_codebooks + 1)}}})
     return final
+
+
+def codec_autocast(device: torch.device, bf16: bool) -> Callable[[], AbstractContextManager]:
+    """A zero-argument factory of the forward's precision context: bf16 autocast on a GPU that has bf16 (when
+    ``bf16``), else fp32 (``nullcontext``). CPUs stay in fp32: oneDNN's bf16 convolutions are slower there."""
+    if bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext
 
 
 def _gen_terms(fake: list, real: list, adv_weight: float, feat_weight: float) -> torch.Tensor:
