@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
+from omnitok._overrides import apply_overrides, load_yaml
 
 __all__ = ["STAGES", "add_arguments", "load_config", "run", "run_pipeline"]
 
@@ -46,23 +46,13 @@ MODALITIES = ("image", "audio", "video")
 
 
 # ----- config ---------------------------------------------------------------------------------------------
-def _set(cfg: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = cfg
-    for k in keys[:-1]:
-        if not isinstance(node.get(k), dict):
-            node[k] = {}
-        node = node[k]
-    node[keys[-1]] = value
-
-
 def load_config(preset: str = "quickstart", overrides: list[str] | None = None) -> dict[str, Any]:
     """configs/quickstart.yaml (``debug`` -> configs/quickstart-debug.yaml, or a path) + ``key=value`` overrides."""
     name = {"default": "quickstart", "quickstart": "quickstart", "debug": "quickstart-debug"}.get(preset, preset)
     path = Path(name) if name.endswith((".yaml", ".yml")) else CONFIG_DIR / f"{name}.yaml"
     if not path.is_file():
         raise ValueError(f"--preset {preset!r}: no such quickstart preset ({path}); use quickstart or debug")
-    cfg = yaml.safe_load(path.read_text()) or {}
+    cfg = load_yaml(path.read_text()) or {}
     for ov in overrides or []:
         key, sep, value = ov.partition("=")
         if not sep or not key:
@@ -70,7 +60,7 @@ def load_config(preset: str = "quickstart", overrides: list[str] | None = None) 
         if key.startswith("lm.") and key.split(".", 1)[1] not in LM_STAGE_KEYS:
             cfg.setdefault("lm", {}).setdefault("overrides", []).append(f"{key.split('.', 1)[1]}={value}")
             continue
-        _set(cfg, key, yaml.safe_load(value))
+        apply_overrides(cfg, [ov])
     for section in ("data", "codecs", "tokenize", "lm", "eval"):
         if section not in cfg:
             raise ValueError(f"{path}: missing section {section!r}")

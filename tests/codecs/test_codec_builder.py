@@ -1,14 +1,37 @@
-"""The builder: every preset builds; quantizers by name; overrides; clear errors."""
+"""The builder: every preset builds; all eight quantizer families by name in every codec; typed overrides;
+clear errors."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
-from omnitok.codecs.builder import CONFIG_DIR, apply_overrides, build_codec, build_quantizer, load_preset
+from omnitok import quantizers
+from omnitok.codecs.builder import (
+    CONFIG_DIR,
+    QUANTIZERS,
+    apply_overrides,
+    build_codec,
+    build_quantizer,
+    load_preset,
+)
 from omnitok.codecs.image import ImageCodec
 from omnitok.codecs.video import VideoCodec
 
-PRESETS = ["debug", "digits", "emoji64-f8", "emoji64-f4", "video-digits", "video-debug"]
+PRESETS = ["debug", "debug-pq", "debug-aq", "debug-gumbel", "digits", "emoji64-f8", "emoji64-f4", "video-digits",
+           "video-debug"]
+
+#: one small constructor per family: name -> (kwargs, codebook_size, num_codebooks); dim 8 for every one
+FAMILIES = {
+    "vq": ({"dim": 8, "codebook_size": 32}, 32, 1),
+    "rvq": ({"dim": 8, "codebook_size": 16, "num_quantizers": 3}, 16, 3),
+    "pq": ({"dim": 8, "codebook_size": 16, "groups": 2}, 16, 2),
+    "aq": ({"dim": 8, "codebook_size": 16, "num_codebooks": 2}, 16, 2),
+    "fsq": ({"levels": [8, 5, 5, 5], "dim": 8}, 1000, 1),
+    "lfq": ({"dim": 8, "bits": 10}, 1024, 1),
+    "bsq": ({"dim": 8, "bits": 10}, 1024, 1),
+    "gumbel": ({"dim": 8, "codebook_size": 32}, 32, 1),
+}
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -27,13 +50,56 @@ def test_preset_files_exist():
     assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} >= set(PRESETS)
 
 
-@pytest.mark.parametrize("name, kwargs, k", [("vq", {"dim": 4, "codebook_size": 32}, 32),
-                                             ("fsq", {"levels": [8, 5, 5, 5]}, 1000),
-                                             ("lfq", {"dim": 8, "bits": 10}, 1024),
-                                             ("bsq", {"dim": 8, "bits": 10}, 1024),
-                                             ("rvq", {"dim": 4, "codebook_size": 16, "num_quantizers": 3}, 16)])
-def test_quantizers_by_name(name, kwargs, k):
-    assert build_quantizer(name, **kwargs).codebook_size == k
+def test_every_quantizer_family_has_a_name():
+    """The eight families exported by omnitok.quantizers, each under exactly one preset name."""
+    families = {getattr(quantizers, n) for n in quantizers.__all__} - {quantizers.Quantizer, quantizers.QuantizerOutput}
+    assert len(families) == 8 and set(QUANTIZERS.values()) == families
+    assert sorted(QUANTIZERS) == sorted(FAMILIES)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_quantizers_by_name(name):
+    kwargs, k, m = FAMILIES[name]
+    q = build_quantizer(name, **kwargs)
+    assert isinstance(q, QUANTIZERS[name]) and q.codebook_size == k and q.num_codebooks == m
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_every_quantizer_in_every_codec(name, kind):
+    """Each family by name inside the image and the video codec: codes have its codebooks and range, decode runs."""
+    kwargs, k, m = FAMILIES[name]
+    torch.manual_seed(0)
+    model = {"in_channels": 3, "channels": 4, "channel_mult": [1, 2], "num_res_blocks": 1, "z_channels": 8}
+    if kind == "video":
+        model["temporal_stride"] = 2
+    codec = build_codec({"type": kind, "model": model, "quantizer": {"name": name, **kwargs}}).eval()
+    assert isinstance(codec.quantizer, QUANTIZERS[name])
+    x = torch.rand(2, 3, 8, 8) * 2 - 1 if kind == "image" else torch.rand(2, 3, 3, 8, 8) * 2 - 1
+    with torch.no_grad():
+        codes = codec.encode(x)
+        y = codec.decode(codes)
+    grid = codec.code_grid(tuple(x.shape[1:]))
+    assert codes.shape == (2, *grid, m) and codes.dtype == torch.long
+    assert int(codes.min()) >= 0 and int(codes.max()) < k
+    assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_overrides_are_typed():
+    """train.lr=1e-3 is a float (YAML 1.1 alone reads it as the string '1e-3'), in codec and LM presets alike."""
+    from omnitok.model.config import apply_overrides as lm_overrides
+    from omnitok.model.config import load_preset as lm_preset
+
+    cfg = load_preset("debug", ["train.lr=1e-3", "train.steps=7", "quantizer.levels=[8, 5e0]", "train.name=1e-3x",
+                                "train.flag=true", "train.none=null", "train.empty="])
+    assert cfg["train"]["lr"] == 0.001 and isinstance(cfg["train"]["lr"], float)
+    assert cfg["train"]["steps"] == 7 and isinstance(cfg["train"]["steps"], int)
+    assert cfg["quantizer"]["levels"] == [8, 5.0]
+    assert cfg["train"]["name"] == "1e-3x" and cfg["train"]["flag"] is True
+    assert cfg["train"]["none"] is None and cfg["train"]["empty"] == ""
+    lm = lm_overrides(lm_preset("debug"), ["train.lr=1e-3", "n_layer=3"])
+    assert lm["train"]["lr"] == 0.001 and isinstance(lm["train"]["lr"], float) and lm["model"]["n_layer"] == 3
+    assert isinstance(lm_preset("tiny")["train"]["lr"], float)
 
 
 def test_overrides_and_errors():

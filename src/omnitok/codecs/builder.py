@@ -6,60 +6,59 @@ A preset looks like::
     model: {in_channels: 3, channels: 64, channel_mult: [1, 2, 2, 2], num_res_blocks: 1, z_channels: 64}
     quantizer: {name: vq, dim: 16, codebook_size: 1024, kmeans_init: true}
 
-``quantizer.name`` picks the class (vq, rvq, fsq, lfq, bsq, ...); every other key is passed to its
-constructor unchanged. Components never read configs themselves.
+``quantizer.name`` picks the class (vq, rvq, pq, aq, fsq, lfq, bsq, gumbel: :data:`QUANTIZERS`); every other
+key is passed to its constructor unchanged. Components never read configs themselves. Preset files and
+``key=value`` overrides are read by :mod:`omnitok._overrides` (the same typed values as the LM presets).
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from omnitok.quantizers.base import Quantizer
+from omnitok._overrides import apply_overrides, load_yaml
+from omnitok.quantizers import (
+    BSQ,
+    FSQ,
+    LFQ,
+    AdditiveVQ,
+    GumbelVQ,
+    ProductVQ,
+    Quantizer,
+    ResidualVQ,
+    VectorQuantizer,
+)
 
 __all__ = [
     "QUANTIZERS",
+    "apply_overrides",
     "build_codec",
     "build_quantizer",
     "load_preset",
     "preset_path",
-    "register_quantizer",
+    "quantizer_class",
 ]
 
-#: quantizer name -> (module, class name); imported on first use
-QUANTIZERS: dict[str, tuple[str, str]] = {
-    "vq": ("omnitok.quantizers.vq", "VectorQuantizer"),
-    "rvq": ("omnitok.quantizers.rvq", "ResidualVQ"),
-    "fsq": ("omnitok.quantizers.fsq", "FSQ"),
-    "lfq": ("omnitok.quantizers.lfq", "LFQ"),
-    "bsq": ("omnitok.quantizers.bsq", "BSQ"),
-    "pq": ("omnitok.quantizers.pq", "ProductQuantizer"),
-    "gumbel": ("omnitok.quantizers.gumbel", "GumbelQuantizer"),
+#: quantizer name -> class: the eight families of omnitok.quantizers, one name each
+QUANTIZERS: dict[str, type[Quantizer]] = {
+    "vq": VectorQuantizer,
+    "rvq": ResidualVQ,
+    "pq": ProductVQ,
+    "aq": AdditiveVQ,
+    "fsq": FSQ,
+    "lfq": LFQ,
+    "bsq": BSQ,
+    "gumbel": GumbelVQ,
 }
-_EXTRA: dict[str, type[Quantizer]] = {}
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "codec"
 
 
-def register_quantizer(name: str, cls: type[Quantizer]) -> None:
-    """Make ``cls`` available to presets as ``quantizer: {name: NAME, ...}``."""
-    _EXTRA[name] = cls
-
-
 def quantizer_class(name: str) -> type[Quantizer]:
-    if name in _EXTRA:
-        return _EXTRA[name]
+    """The quantizer class called ``name`` in presets (vq, rvq, pq, aq, fsq, lfq, bsq, gumbel)."""
     if name not in QUANTIZERS:
-        raise ValueError(f"unknown quantizer {name!r}; expected one of {sorted(set(QUANTIZERS) | set(_EXTRA))}")
-    module, cls_name = QUANTIZERS[name]
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        raise ValueError(f"quantizer {name!r} is not available: {module} is missing ({e})") from e
-    return getattr(mod, cls_name)
+        raise ValueError(f"unknown quantizer {name!r}; expected one of {sorted(QUANTIZERS)}")
+    return QUANTIZERS[name]
 
 
 def build_quantizer(name: str, **kwargs: Any) -> Quantizer:
@@ -83,30 +82,10 @@ def preset_path(name: str) -> Path:
     return path
 
 
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text) if text != "" else ""
-
-
-def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a nested dict, in place."""
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key=value (e.g. train.steps=100)")
-        key, value = item.split("=", 1)
-        node = cfg
-        parts = key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[parts[-1]] = _parse_value(value)
-    return cfg
-
-
 def load_preset(name: str, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Read configs/codec/NAME.yaml and apply key=value overrides."""
+    """Read configs/codec/NAME.yaml and apply ``a.b=value`` overrides (typed values: ``train.lr=1e-3`` is a float)."""
     path = preset_path(name)
-    cfg = yaml.safe_load(path.read_text()) or {}
+    cfg = load_yaml(path.read_text()) or {}
     if not isinstance(cfg, dict) or "type" not in cfg:
         raise ValueError(f"{path}: a codec preset must be a mapping with a 'type' key (image, video or audio)")
     cfg.setdefault("name", path.stem)

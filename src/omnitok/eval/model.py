@@ -724,8 +724,9 @@ def settings_for(vocab_dir: Path, **kw: Any) -> EvalSettings:
 
 def parse_sampling(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``["audio.cfg_scale=1", "audio.until_end=true", "t2s.best_of=4"]`` -> ``{"audio": {"cfg_scale": 1,
-    "until_end": True}, "t2s": {"best_of": 4}}`` (values read as YAML scalars; a task name sets that task only)."""
-    import yaml
+    "until_end": True}, "t2s": {"best_of": 4}}`` (typed values as in every override; a task name sets that task
+    only)."""
+    from omnitok._overrides import parse_value
 
     out: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -735,7 +736,7 @@ def parse_sampling(items: Sequence[str]) -> dict[str, dict[str, Any]]:
             raise ValueError(f"--sampling {item!r}: expected WHERE.KEY=VALUE with WHERE an output modality "
                              f"({', '.join(SAMPLED)}) or a task ({', '.join(TASKS)}) and KEY one of "
                              f"{', '.join(SAMPLING_KEYS)}")
-        out.setdefault(modality, {})[name] = yaml.safe_load(value)
+        out.setdefault(modality, {})[name] = parse_value(value)
     return out
 
 

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import yaml
-
+from omnitok._overrides import load_yaml, split_override
 from omnitok.nn.swiglu import swiglu_hidden_dim
 
-__all__ = ["PRESETS", "ModelConfig", "apply_overrides", "load_preset", "parse_value"]
+__all__ = ["PRESETS", "ModelConfig", "apply_overrides", "load_preset"]
 
 PRESETS = ("debug", "tiny", "small", "B", "L", "XL")
 
@@ -83,16 +82,6 @@ class ModelConfig:
         return n
 
 
-def parse_value(text: str) -> Any:
-    """A ``key=value`` override's value: int, float (``1e-3`` too), else YAML (``true``, ``[1, 2]``, ``null``)."""
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return yaml.safe_load(text)
-
-
 def load_preset(name: str) -> dict[str, dict[str, Any]]:
     """Read ``configs/lm/<name>.yaml`` -> ``{"model": {...}, "train": {...}}``."""
     path = resources.files("omnitok").joinpath("configs", "lm", f"{name}.yaml")
@@ -100,7 +89,7 @@ def load_preset(name: str) -> dict[str, dict[str, Any]]:
         available = sorted(p.name[:-5] for p in resources.files("omnitok").joinpath("configs", "lm").iterdir()
                            if p.name.endswith(".yaml"))
         raise ValueError(f"unknown LM preset {name!r}; available: {available}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"preset {path} must be a mapping with 'model' and 'train' sections")
     return {"model": dict(data.get("model") or {}), "train": dict(data.get("train") or {})}
@@ -113,9 +102,8 @@ def apply_overrides(preset: dict[str, dict[str, Any]], overrides: list[str],
     train_keys = train_keys or set(preset.get("train", {}))
     out = {"model": dict(preset.get("model", {})), "train": dict(preset.get("train", {}))}
     for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key=value (e.g. train.lr=3e-4 or n_layer=4)")
-        key, value = item.split("=", 1)
+        parts, value = split_override(item)  # the typed values of every preset: train.lr=3e-4 is a float
+        key = ".".join(parts)
         if "." in key:
             section, key = key.split(".", 1)
             if section not in out:
@@ -131,5 +119,5 @@ def apply_overrides(preset: dict[str, dict[str, Any]], overrides: list[str],
             raise ValueError(f"override {item!r}: unknown model key {key!r}; expected one of {sorted(model_keys)}")
         if section == "train" and key not in train_keys:
             raise ValueError(f"override {item!r}: unknown train key {key!r}; expected one of {sorted(train_keys)}")
-        out[section][key] = parse_value(value)
+        out[section][key] = value
     return out

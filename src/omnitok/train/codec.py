@@ -1,7 +1,7 @@
 """``omnitok train codec --preset NAME [--out DIR] [--resume] key=value ...``
 
 Reads ``src/omnitok/configs/codec/NAME.yaml`` (``type: image | video | audio``), applies the
-``key=value`` overrides (dotted keys, YAML values: ``train.steps=200 quantizer.codebook_size=512``) and
+``key=value`` overrides (dotted keys, typed values: ``train.steps=200 train.lr=1e-3 quantizer.codebook_size=512``) and
 runs ``omnitok.train.<type>_codec.train(cfg, out_dir, resume) -> Path`` (image and video share
 :mod:`omnitok.train.image_codec`). Prints the final codec folder.
 """
