@@ -2,7 +2,7 @@
 # Installs the Debian packages omnitok's data sources need (speech synthesis, text corpora),
 # when they are missing. Run as root (CI and these machines) or with sudo; otherwise prints the command.
 set -euo pipefail
-PKGS=(flite espeak-ng fortunes bible-kjv wordnet-base)
+PKGS=(flite espeak-ng fortunes bible-kjv wordnet-base chromium)  # chromium: the serve tests drive the web page
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
