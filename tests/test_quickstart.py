@@ -73,6 +73,31 @@ def test_quickstart_debug_end_to_end(env):
     steps = [json.loads(line).get("step") for line in (out / "lm" / "metrics.jsonl").read_text().splitlines()]
     assert max(s for s in steps if s is not None) == 2  # retrained from scratch with the new max_steps
 
+    # the model records what it was trained and judged with; generate needs no flags beyond the prompt
+    from PIL import Image
+
+    from omnitok.cli import main
+    from omnitok.data.tokenize import codec_input_size
+
+    gc = json.loads((out / "lm" / "final" / "generation_config.json").read_text())
+    ev = json.loads((out / "eval.json").read_text())
+    assert gc["grids"]["image"] == ev["tasks"]["t2i"]["grid"]  # the grid it was trained on is the one judged
+    assert gc["grids"]["video"] == ev["tasks"]["t2v"]["grid"]
+    assert gc["sampling"]["audio"]["until_end"] is True and gc["grids"]["audio"][0] > 0
+    side = codec_input_size(out / "vocab", {}, "image")
+    assert main(["generate", "the digit seven", "--to", "image", "--ckpt", str(out / "lm" / "final"),
+                 "--out", str(env / "seven.png"), "--no-stream"]) == 0
+    assert Image.open(env / "seven.png").size == (side, side)
+    assert main(["generate", "three one four", "--to", "audio", "--ckpt", str(out / "lm" / "final"),
+                 "--out", str(env / "t.wav"), "--no-stream"]) == 0
+    assert (env / "t.wav").stat().st_size > 44
+    assert main(["info", str(out / "lm")]) == 0
+    # continue the quickstart model: the tokens root is enough for --data (every task, the recorded ratios)
+    assert main(["train", "lm", "--preset", "quickstart-debug", "--data", str(out / "tokens"), "--out",
+                 str(out / "lm"), "--resume", "--no-progress", "max_steps=4"]) == 0
+    steps = [json.loads(line).get("step") for line in (out / "lm" / "metrics.jsonl").read_text().splitlines()]
+    assert max(s for s in steps if s is not None) == 4
+
 
 def test_stage_fingerprints_follow_their_sections():
     from omnitok.quickstart import fingerprint

@@ -10,7 +10,8 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["CheckpointError", "load_safetensors", "read_json", "sha256_file", "write_json_atomic"]
+__all__ = ["CheckpointError", "fsync_dir", "fsync_replace", "load_safetensors", "read_json", "sha256_file",
+           "write_json_atomic"]
 
 
 class CheckpointError(ValueError):
@@ -25,11 +26,38 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def fsync_replace(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Flush ``tmp`` to disk, rename it to ``path`` and flush the folder entry: after a power cut the file is
+    the old one or the complete new one, never a renamed but empty or half-written one."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(Path(path).parent)
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """fsync a folder (its entries: renames into it). A no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write JSON to ``path.tmp``, fsync it and rename it over ``path``."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    fsync_replace(tmp, path)
 
 
 def load_safetensors(path: str | os.PathLike[str], map_location: str = "cpu") -> dict[str, Tensor]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # (command words, module, one-line help)
@@ -28,11 +29,14 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("export", "hf"), "omnitok.train.export_hf", "export the LM as a Hugging Face folder"),
     (("serve",), "omnitok.serve.commands", "serve the model: an OpenAI-compatible HTTP API and a web page"),
     (("quickstart",), "omnitok.quickstart", "build data, train codecs and the model, evaluate, write a report"),
+    (("info",), "omnitok.info", "what a model, run, codec, vocabulary or tokens folder holds and was trained with"),
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omnitok", description="Every modality as tokens, one next-token model.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full Python traceback of an error (also: OMNITOK_DEBUG=1)")
     groups: dict[tuple[str, ...], argparse._SubParsersAction] = {(): parser.add_subparsers(dest="command")}
     parsers: dict[tuple[str, ...], argparse.ArgumentParser] = {}
     for words, module, help_text in COMMANDS:
@@ -61,8 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.debug = debug
     if not getattr(args, "_module", None):
         parser.print_help()
         return 2
@@ -74,12 +82,33 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()  # large tensors from the heap, not a fresh mmap per step (see omnitok/_malloc.py)
     mod = importlib.import_module(args._module)
     runner = getattr(mod, "run_" + "_".join(w.replace("-", "_") for w in args._words), None) or mod.run
+    debug = bool(args.debug) or os.environ.get("OMNITOK_DEBUG", "") not in ("", "0")
     try:
         code = runner(args)
     except KeyboardInterrupt:
         print("omnitok: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # one line for the user; the traceback only when asked
+        if debug:
+            raise
+        print(error_line(" ".join(args._words), e), file=sys.stderr)
+        return 2 if isinstance(e, USER_ERRORS) else 1
     return int(code or 0)
+
+
+#: errors a user's input can cause (a bad path, file, value or checkpoint): exit code 2 and no "internal" label
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, LookupError)
+
+
+def error_line(command: str, e: BaseException) -> str:
+    """``omnitok <command>: error: <message>`` on one line; errors that are not the user's say so."""
+    msg = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, FileNotFoundError) and e.filename:
+        msg = f"no such file or folder: {e.filename}"
+    if not isinstance(e, USER_ERRORS):
+        return (f"omnitok {command}: internal error: {type(e).__name__}: {msg} "
+                "(rerun with --debug for the traceback, and please report it)")
+    return f"omnitok {command}: error: {msg} (--debug shows the traceback)"
 
 
 if __name__ == "__main__":

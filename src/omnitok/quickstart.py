@@ -354,7 +354,31 @@ def _stage_eval(cfg: dict[str, Any], out: Path, data_root: Path, judge_dir: Path
     result = evaluate_model(model, vocab, s)
     result["ckpt"] = str(out / "lm" / "final")
     (out / "eval.json").write_text(json.dumps(result, indent=2))
+    record_sampling(out / "lm" / "final", e)
     return result
+
+
+def record_sampling(model_dir: Path, e: dict[str, Any]) -> dict[str, Any]:
+    """Write the sampling settings the evaluation judged the model with into its ``generation_config.json``
+    (per output modality; audio's ``until_end`` from the text -> speech task), so ``omnitok generate`` and
+    ``generate()`` default to them. Returns the file's new content."""
+    from omnitok._io import read_json, write_json_atomic
+
+    path = model_dir / "generation_config.json"
+    gc = read_json(path) if path.is_file() else {}
+    sampling: dict[str, Any] = dict(gc.get("sampling") or {})
+    top = {k: e[k] for k in ("cfg_scale", "temperature", "top_k") if e.get(k) is not None}
+    given = dict(e.get("sampling") or {})
+    for modality in ("image", "audio", "video"):
+        keep = {**sampling.get(modality, {}), **top, **dict(given.get(modality) or {})}
+        if modality == "audio" and (given.get("t2s") or {}).get("until_end"):
+            keep["until_end"] = True
+        if keep:
+            sampling[modality] = keep
+    gc["sampling"] = sampling
+    gc["sampling_from"] = "the quickstart's evaluation settings (configs/quickstart.yaml eval.sampling)"
+    write_json_atomic(path, gc)
+    return gc
 
 
 def run_pipeline(preset: str = "quickstart", out: str | os.PathLike = "quickstart", *,

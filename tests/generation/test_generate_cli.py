@@ -64,14 +64,13 @@ def test_cli_video(run_dir):
     assert mp4.stat().st_size > 0
 
 
-def test_cli_missing_vocab(tmp_path):
+def test_cli_missing_vocab(tmp_path, cli_error):
     vocab = make_vocab()
     make_model(vocab).save_pretrained(tmp_path / "lm")
-    with pytest.raises(ValueError, match="--vocab"):
-        main(["generate", "x", "--to", "text", "--ckpt", str(tmp_path / "lm")])
+    cli_error(["generate", "x", "--to", "text", "--ckpt", str(tmp_path / "lm")], "--vocab")
 
 
-def test_cli_vocab_recorded_in_model_config(tmp_path, run_dir):
+def test_cli_vocab_recorded_in_model_config(tmp_path, run_dir, cli_error):
     vocab = make_vocab()
     m = make_model(vocab)
     m.config.extra = {"vocab_dir": str(run_dir / "vocab"), "vocab_hash": vocab.hash}
@@ -80,11 +79,10 @@ def test_cli_vocab_recorded_in_model_config(tmp_path, run_dir):
                  "--no-stream"]) == 0
     m.config.extra["vocab_hash"] = "0" * 64
     m.save_pretrained(tmp_path / "lm2")
-    with pytest.raises(ValueError, match="differs"):
-        main(["generate", "x", "--to", "text", "--ckpt", str(tmp_path / "lm2")])
+    cli_error(["generate", "x", "--to", "text", "--ckpt", str(tmp_path / "lm2")], "differs")
 
 
-def test_cli_until_end_audio(tmp_path, capsys):
+def test_cli_until_end_audio(tmp_path, capsys, cli_error):
     """--until-end: a one-codebook vocabulary gives speech of at most --grid frames; the delay pattern of four
     codebooks is refused with the reason."""
     pytest.importorskip("soundfile")
@@ -102,9 +100,9 @@ def test_cli_until_end_audio(tmp_path, capsys):
     capsys.readouterr()
     make_model(make_vocab(), seed=1).save_pretrained(tmp_path / "lm4")
     make_vocab().save(tmp_path / "vocab4")
-    with pytest.raises(ValueError, match="delay pattern"):
-        main(["generate", "say zero", "--to", "audio", "--ckpt", str(tmp_path / "lm4"), "--vocab",
-              str(tmp_path / "vocab4"), "--grid", "5", "--until-end", "--out", str(tmp_path / "x.wav")])
+    cli_error(["generate", "say zero", "--to", "audio", "--ckpt", str(tmp_path / "lm4"), "--vocab",
+               str(tmp_path / "vocab4"), "--grid", "5", "--until-end", "--out", str(tmp_path / "x.wav")],
+              "delay pattern")
 
 
 def test_cli_best_of_reports_the_kept_scores(run_dir, capsys):

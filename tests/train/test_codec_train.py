@@ -59,12 +59,10 @@ def test_video_debug_preset_trains(tmp_path):
     assert (out / "samples" / "step-0000004.png").is_file()
 
 
-def test_gan_and_bad_resume(tmp_path):
+def test_gan_and_bad_resume(tmp_path, cli_error):
     out = tmp_path / "g"
     assert main(["train", "codec", "--preset", "debug", "--out", str(out), "train.progress=false",
                  "train.steps=3", "loss.gan=0.1", "loss.gan_start=1", "loss.disc_layers=1", "train.sample_every=0"]) == 0
     assert "d_loss" in _log(out)[-1] and "gan_weight" in _log(out)[-1]
-    with pytest.raises(ValueError, match="no checkpoint"):
-        main(["train", "codec", "--preset", "debug", "--out", str(tmp_path / "none"), "--resume"])
-    with pytest.raises(ValueError, match="unknown codec preset"):
-        main(["train", "codec", "--preset", "no-such-preset"])
+    cli_error(["train", "codec", "--preset", "debug", "--out", str(tmp_path / "none"), "--resume"], "no checkpoint")
+    cli_error(["train", "codec", "--preset", "no-such-preset"], "unknown codec preset")

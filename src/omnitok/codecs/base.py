@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from omnitok._io import CheckpointError, load_safetensors, sha256_file, write_json_atomic
+from omnitok._io import CheckpointError, fsync_replace, load_safetensors, sha256_file, write_json_atomic
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -80,7 +80,7 @@ class Codec(nn.Module, ABC):
             tmp_path = Path(tmp.name)
         save_file(state, str(tmp_path))
         digest = sha256_file(tmp_path)
-        os.replace(tmp_path, directory / WEIGHTS_NAME)
+        fsync_replace(tmp_path, directory / WEIGHTS_NAME)
         cfg = {
             "codec_class": type(self).__name__,
             "modality": self.modality,
@@ -92,9 +92,18 @@ class Codec(nn.Module, ABC):
         return digest
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], map_location: str = "cpu") -> Codec:
-        """Load a codec folder. Called on :class:`Codec` itself it dispatches on ``codec_class``."""
+    def from_pretrained(cls, directory: str | os.PathLike[str], map_location: str = "cpu",
+                        verify: bool = True) -> Codec:
+        """Load a codec folder. Called on :class:`Codec` itself it dispatches on ``codec_class``.
+
+        ``verify`` (default): the weights file's sha256 must equal the ``weights_sha256`` recorded at save, so
+        a damaged or swapped file is refused with its path instead of decoding garbage."""
         cfg = read_codec_config(directory)
+        digest = cfg.get("weights_sha256")
+        w_path = Path(directory) / str(cfg.get("weights_file") or WEIGHTS_NAME)  # the text codec: tokenizer.json
+        if verify and isinstance(digest, str) and w_path.is_file() and sha256_file(w_path) != digest:
+            raise CheckpointError(f"{w_path}: sha256 differs from the weights_sha256 recorded in "
+                                  f"{Path(directory) / CONFIG_NAME} at save: the file is damaged or was replaced")
         name = cfg["codec_class"]
         target = Codec.registry.get(name)
         if target is None:
@@ -130,9 +139,10 @@ class Codec(nn.Module, ABC):
         self.load_state_dict(state)
 
 
-def load_codec(directory: str | os.PathLike[str], map_location: str = "cpu") -> Codec:
-    """Load any codec folder (dispatches on the ``codec_class`` in its config.json)."""
-    return Codec.from_pretrained(directory, map_location=map_location)
+def load_codec(directory: str | os.PathLike[str], map_location: str = "cpu", verify: bool = True) -> Codec:
+    """Load any codec folder (dispatches on the ``codec_class`` in its config.json); ``verify``: check the
+    weights against the recorded sha256."""
+    return Codec.from_pretrained(directory, map_location=map_location, verify=verify)
 
 
 def read_codec_config(directory: str | os.PathLike[str]) -> dict[str, Any]:

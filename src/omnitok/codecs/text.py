@@ -109,6 +109,11 @@ class TextCodec(Codec):
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise ValueError(f"text codec: item {i} is a {type(t).__name__}, expected str")
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as e:  # a lone surrogate (e.g. from a broken decode) is no text
+                raise ValueError(f"text codec: item {i} is not valid Unicode text (character "
+                                 f"{t[e.start]!r} at position {e.start} cannot be UTF-8 encoded)") from None
         encs = tok.encode_batch(texts, add_special_tokens=False)
         return [torch.tensor(e.ids, dtype=torch.long) for e in encs]
 
@@ -155,8 +160,9 @@ class TextCodec(Codec):
         self._set_tokenizer_json(tok_path.read_text(encoding="utf-8"))
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], map_location: str = "cpu") -> TextCodec:
-        codec = super().from_pretrained(directory, map_location=map_location)
+    def from_pretrained(cls, directory: str | os.PathLike[str], map_location: str = "cpu",
+                        verify: bool = True) -> TextCodec:
+        codec = super().from_pretrained(directory, map_location=map_location, verify=verify)
         # the hash is the one of the file actually read, not the one claimed in config.json
         codec.weights_sha256 = hashlib.sha256(codec._json.encode("utf-8")).hexdigest()
         return codec  # type: ignore[return-value]

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["INDEX_COLUMNS", "TokenShardWriter", "TokenShards", "token_dtype"]
+__all__ = ["INDEX_COLUMNS", "TokenShardWriter", "TokenShards", "grid_summary", "token_dtype"]
 
 INDEX_COLUMNS = ("start", "length", "cond_start", "cond_stop", "task")
 FORMAT_VERSION = 1
@@ -241,3 +241,30 @@ class TokenShards:
     def __repr__(self) -> str:
         return (f"TokenShards({self.dir}, documents={len(self)}, tokens={self.num_tokens}, "
                 f"task={self.meta.get('task')!r}, vocab={self.vocab_hash[:12]})")
+
+
+def grid_summary(shards: list[TokenShards], vocab: Any, per_source: int = 64) -> dict[str, list[int]]:
+    """The code grids a model trained on ``shards`` has seen, for generation defaults
+    (``generation_config.json``): per modality the most common image (h, w) and video (t, h, w) grid and the
+    longest audio segment in frames, read from the first ``per_source`` documents of each folder.
+
+    vocab: a :class:`~omnitok.vocab.vocabulary.Vocabulary` (codecs need not be loaded: codes only)."""
+    from collections import Counter
+
+    seen: dict[str, Counter] = {"image": Counter(), "video": Counter()}
+    audio_max = 0
+    for ts in shards:
+        for i in range(min(per_source, len(ts))):
+            doc = vocab.decode(np.asarray(ts[i], dtype=np.int64), errors="partial")
+            for seg in doc.segments:
+                codes = getattr(seg, "codes", None)
+                if codes is None or seg.modality == "text":
+                    continue
+                if seg.modality in seen:
+                    seen[seg.modality][tuple(int(x) for x in codes.shape[:-1])] += 1
+                elif seg.modality == "audio":
+                    audio_max = max(audio_max, int(codes.shape[0]))
+    out = {m: list(c.most_common(1)[0][0]) for m, c in seen.items() if c}
+    if audio_max:
+        out["audio"] = [audio_max]
+    return out

@@ -27,7 +27,13 @@ from typing import Any
 
 import torch
 
-from omnitok.generation.generate import MODALITY_DEFAULTS, generate
+from omnitok.generation.generate import (
+    MODALITY_DEFAULTS,
+    check_grid,
+    default_grid,
+    generate,
+    recorded_defaults,
+)
 from omnitok.vocab.document import Audio, Image, Segment, Text, Video
 
 __all__ = ["add_arguments", "find_vocab", "load_media", "load_model", "run", "save_output"]
@@ -46,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="model folder, training checkpoint or run folder")
     parser.add_argument("--vocab", default=None, help="vocabulary folder (default: recorded by the checkpoint)")
     parser.add_argument("--out", default=None, help="output file (.png / .wav / .mp4; text: .txt, else stdout)")
-    parser.add_argument("--grid", default=None, help="image HxW, video TxHxW, audio T (time steps)")
+    parser.add_argument("--grid", default=None,
+                        help="image HxW, video TxHxW, audio T (time steps); default: the grid the model was trained "
+                             "on (its generation_config.json; `omnitok info CKPT` shows it)")
     parser.add_argument("--until-end", action="store_true",
                         help="audio: the model ends the speech itself; --grid T (or --max-new-tokens) is the cap")
     parser.add_argument("--cfg", dest="cfg_scale", type=float, default=None, help="guidance scale (1 = off)")
@@ -119,8 +127,16 @@ def _resolve_ckpt(ckpt: str) -> Path:
     return latest
 
 
-def load_media(path: str, vocab) -> Segment:
-    """A media file -> a raw segment the vocabulary's codec encodes (Image / Audio / Video)."""
+#: an image side above which ``--from`` refuses a picture when the codec records no input size of its own
+#: (a codec's attention over a 4000 x 4000 input would ask for terabytes)
+MAX_UNSIZED_SIDE = 512
+
+
+def load_media(path: str, vocab, image_size: int | None = None) -> Segment:
+    """A media file -> a raw segment the vocabulary's codec encodes (Image / Audio / Video).
+
+    image_size: the side the image codec was trained on; a picture of another size is resized to it (with a
+    note on stderr). Without it, a picture larger than ``MAX_UNSIZED_SIDE`` is refused."""
     p = Path(path)
     kind = MEDIA.get(p.suffix.lower())
     if kind is None:
@@ -134,7 +150,18 @@ def load_media(path: str, vocab) -> Segment:
     if kind == "image":
         from omnitok.io.image import load_image
 
-        return Image(data=load_image(p, int(cfg.get("in_channels", 3))))
+        x = load_image(p, int(cfg.get("in_channels", 3)))  # (C, H, W)
+        H, W = x.shape[-2:]
+        if image_size and (image_size, image_size) != (H, W):
+            from omnitok.io.image import resize_tensor
+
+            print(f"note: --from {path}: {W} x {H} pixels resized to the {image_size} x {image_size} the image "
+                  "codec was trained on", file=sys.stderr)
+            x = resize_tensor(x, image_size)
+        elif not image_size and max(H, W) > MAX_UNSIZED_SIDE:
+            raise ValueError(f"--from {path}: {W} x {H} pixels is larger than {MAX_UNSIZED_SIDE} px and the image "
+                             "codec records no input size to resize to; resize the picture first")
+        return Image(data=x)
     if kind == "audio":
         if hasattr(codec, "load_audio"):
             return Audio(data=codec.load_audio(p)[0])  # (1, T)
@@ -254,6 +281,16 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def parse_grid(text: str, produce: str) -> tuple[int, ...]:
+    """``--grid``: ``HxW`` (image), ``TxHxW`` (video), ``T`` (audio frames) -> ints, or a ValueError that says so."""
+    want = {"image": "HxW, e.g. 4x4", "video": "TxHxW, e.g. 2x4x4", "audio": "T (frames), e.g. 50",
+            "text": "nothing (text takes --max-new-tokens)"}[produce]
+    parts = text.lower().split("x")
+    if produce == "text" or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"--grid {text!r}: {'an' if produce[0] in 'aeiou' else 'a'} {produce} grid is {want}")
+    return tuple(int(p) for p in parts)
+
+
 def load_model(ckpt: str, vocab: str | None, device: str = "auto") -> tuple[Any, Any, Path, Path]:
     """(model, vocabulary, model folder, vocabulary folder) for ``--ckpt`` / ``--vocab``, checked against each
     other (``omnitok generate`` and ``omnitok serve`` load the same way)."""
@@ -278,27 +315,39 @@ def load_model(ckpt: str, vocab: str | None, device: str = "auto") -> tuple[Any,
 def run(args: argparse.Namespace) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    model, vocab, _, _ = load_model(args.ckpt, args.vocab, args.device)
-    segments: list[Segment] = [load_media(s, vocab) for s in args.source]
+    model, vocab, _, vocab_dir = load_model(args.ckpt, args.vocab, args.device)
+    from omnitok.data.tokenize import codec_input_size
+
+    image_size = codec_input_size(vocab_dir, {}, "image") if args.source else None
+    segments: list[Segment] = [load_media(s, vocab, image_size) for s in args.source]
     if args.prompt:
         segments.append(Text(text=args.prompt))
-    grid = tuple(int(x) for x in args.grid.lower().split("x")) if args.grid else None
     produce = args.produce
-    if grid is None and produce != "text":
-        from omnitok.generation.generate import default_grid
-
-        grid = default_grid(vocab, produce, args.max_new_tokens or min(400, model.config.max_seq_len // 2))
+    if args.num_samples < 1 or args.best_of < 1:
+        raise ValueError(f"--num-samples {args.num_samples} / --best-of {args.best_of}: each must be >= 1")
+    grid = parse_grid(args.grid, produce) if args.grid else None
+    until_end = args.until_end
+    if grid is None and produce != "text":  # what the model was trained with (generation_config.json), if known
+        rec = recorded_defaults(model, produce)
+        if produce == "audio" and rec.get("until_end"):
+            until_end = True
+        grid = rec.get("grid") or default_grid(vocab, produce,
+                                                args.max_new_tokens or min(400, model.config.max_seq_len // 2))
+    if grid is not None:
+        grid = check_grid(vocab, produce, grid, model.config.max_seq_len)
     out = Path(args.out) if args.out else (None if produce == "text" else Path("out" + OUT_SUFFIX[produce]))
     stream = not args.no_stream and args.num_samples == 1 and args.best_of == 1 and args.method != "jacobi"
     preview = Path(args.preview) if args.preview else out
     streamer = _Streamer(vocab, produce, grid, preview if produce == "image" else None) if stream else None
-    result = generate(model, vocab, segments, produce, grid=grid, cfg_scale=args.cfg_scale,
-                      cfg_schedule=args.cfg_schedule, temperature=args.temperature, top_k=args.top_k,
-                      top_p=args.top_p, seed=args.seed, max_new_tokens=args.max_new_tokens,
-                      num_samples=args.num_samples, on_token=streamer, method=args.method,
-                      until_end=args.until_end, best_of=args.best_of, rerank=args.rerank)
-    if streamer is not None:
-        streamer.close()
+    try:
+        result = generate(model, vocab, segments, produce, grid=grid, cfg_scale=args.cfg_scale,
+                          cfg_schedule=args.cfg_schedule, temperature=args.temperature, top_k=args.top_k,
+                          top_p=args.top_p, seed=args.seed, max_new_tokens=args.max_new_tokens,
+                          num_samples=args.num_samples, on_token=streamer, method=args.method,
+                          until_end=until_end, best_of=args.best_of, rerank=args.rerank)
+    finally:
+        if streamer is not None:
+            streamer.close()  # an error message then starts on a line of its own
     if streamer is not None and produce == "text":
         sys.stdout.write("\n")
     elif streamer is not None:

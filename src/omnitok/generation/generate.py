@@ -16,12 +16,14 @@ Three decoders share the prompt handling, the constraint table and the sampler:
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -34,8 +36,8 @@ from omnitok.model.transformer import Transformer
 from omnitok.vocab.document import Document, Segment, Text, Uncond
 from omnitok.vocab.vocabulary import Vocabulary
 
-__all__ = ["MODALITY_DEFAULTS", "GenerationOutput", "decode_cached", "decode_naive", "default_grid", "generate",
-           "left_pad", "prepare_prompts"]
+__all__ = ["MODALITY_DEFAULTS", "GenerationOutput", "check_grid", "decode_cached", "decode_naive", "default_grid",
+           "generate", "left_pad", "prepare_prompts", "recorded_defaults"]
 
 #: per-modality sampling defaults (Emu3.5 samples text and images differently; MusicGen uses top-k 250, CFG 3)
 MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -95,6 +97,56 @@ def _split_batch(prompt: Any) -> list[Prompt]:
     if isinstance(prompt, list | tuple) and prompt and not all(isinstance(s, Segment) for s in prompt):
         return list(prompt)
     return [prompt]
+
+
+def recorded_defaults(model: Transformer, produce: str) -> dict[str, Any]:
+    """What the model folder recorded for ``produce`` (``generation_config.json``, written by the LM trainer and
+    by ``omnitok eval model``): ``grid`` (the grid it was trained on; audio: the longest clip, a cap with
+    ``until_end``), ``until_end`` and sampling settings chosen by its evaluation. {} when nothing was recorded."""
+    gc = getattr(model, "generation_config", None) or {}
+    out: dict[str, Any] = dict((gc.get("sampling") or {}).get(produce) or {})
+    out = {k: v for k, v in out.items() if k in ("cfg_scale", "temperature", "top_k", "top_p", "until_end")}
+    grid = (gc.get("grids") or {}).get(produce)
+    if grid:
+        out["grid"] = tuple(int(g) for g in grid)
+    return out
+
+
+#: the most ids one generated segment may have, whatever the model's context (a bound checked before any
+#: allocation, so a grid of 10**6 x 10**6 is refused at once)
+MAX_GRID_IDS = 1 << 20
+
+
+def _a(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
+def check_grid(vocab: Vocabulary, produce: str, grid: Sequence[int], max_seq_len: int) -> tuple[int, ...]:
+    """``grid`` as a tuple of ints, or a ValueError naming what is wrong with it: whole numbers >= 1, the number
+    of axes of ``produce``, within the vocabulary's size tokens, and an id count the model's context can hold."""
+    if produce == "text":
+        raise ValueError("grid: text takes no grid; use max_new_tokens")
+    want = {"image": "(height, width)", "video": "(frames, height, width)", "audio": "(frames,)"}[produce]
+    if isinstance(grid, str | bytes) or not isinstance(grid, Sequence):
+        raise ValueError(f"grid: expected {_a(produce)} grid {want}, got {grid!r}")
+    if len(grid) != len(want.split(",")) - (produce == "audio"):
+        raise ValueError(f"grid: {_a(produce)} grid is {want}, got {tuple(grid)!r}")
+    out = []
+    for g in grid:
+        if isinstance(g, bool) or not isinstance(g, int | np.integer) or g < 1:
+            raise ValueError(f"grid: every size must be a whole number >= 1, got {tuple(grid)!r}")
+        out.append(int(g))
+    sp = vocab.specials
+    limits = {"image": (sp.max_height, sp.max_width), "video": (sp.max_frames, sp.max_height, sp.max_width)}
+    for size, limit, axis in zip(out, limits.get(produce, ()), ("frames",) * (produce == "video") + ("height", "width")):
+        if size > limit:
+            raise ValueError(f"grid: {produce} {axis} {size} is more than the vocabulary's largest ({limit}); "
+                             f"grid {tuple(out)!r}")
+    ids = math.prod(out)
+    if ids > min(max_seq_len, MAX_GRID_IDS):
+        raise ValueError(f"grid: {_a(produce)} of {tuple(out)!r} needs at least {ids} ids, more than the model's "
+                         f"context of {max_seq_len}")
+    return tuple(out)
 
 
 def default_grid(vocab: Vocabulary, produce: str, max_new_tokens: int | None = None) -> tuple[int, ...] | None:
@@ -308,8 +360,8 @@ def generate(
         raise ValueError(f"produce: expected one of {sorted(MODALITY_DEFAULTS)}, got {produce!r}")
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a whole number >= 1, got {num_samples!r}")
     if method == "jacobi" and on_token is not None:
         raise ValueError("on_token streaming is not available with method='jacobi'")
     if best_of < 1:
@@ -321,6 +373,24 @@ def generate(
                              max_new_tokens=max_new_tokens, on_token=on_token, method=method,
                              jacobi_window=jacobi_window, check_every=check_every, cuda_graph=cuda_graph,
                              until_end=until_end, min_frames=min_frames))
+    recorded = recorded_defaults(model, produce)
+    if grid is None and produce == "audio" and recorded.get("until_end"):
+        until_end = True  # the recorded audio length is a cap: the model ends the speech itself
+    if grid is None and recorded.get("grid") is not None:
+        grid = recorded["grid"]
+    cfg_scale = recorded.get("cfg_scale") if cfg_scale is None else cfg_scale
+    temperature = recorded.get("temperature") if temperature is None else temperature
+    top_k = recorded.get("top_k") if top_k is None else top_k
+    top_p = recorded.get("top_p") if top_p is None else top_p
+    for name, value in (("cfg_scale", cfg_scale), ("temperature", temperature), ("top_p", top_p),
+                        ("top_k", top_k), ("max_new_tokens", max_new_tokens)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not math.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if max_new_tokens is not None and (int(max_new_tokens) != max_new_tokens or max_new_tokens < 1):
+        raise ValueError(f"max_new_tokens must be a whole number >= 1, got {max_new_tokens!r}")
+    if grid is not None:
+        grid = check_grid(vocab, produce, grid, model.config.max_seq_len)
     d = MODALITY_DEFAULTS[produce]
     params = SamplingParams(
         temperature=d["temperature"] if temperature is None else float(temperature),

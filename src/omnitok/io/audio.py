@@ -19,6 +19,7 @@ import io
 import math
 import os
 import struct
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -161,6 +162,11 @@ def read_audio(
     mono = downmix(audio)
     if not np.isfinite(mono).all():
         raise ValueError(f"{label}: audio contains NaN or infinite samples")
+    peak = float(np.abs(mono).max())
+    if peak > 1.0 + 1e-3:  # only float files can hold such values; codecs expect [-1, 1]
+        warnings.warn(f"{label}: samples reach {peak:.4g}, outside [-1, 1] (a float file at the wrong scale?); "
+                      "scaled down by that peak", stacklevel=2)
+        mono = (mono / peak).astype(np.float32)
     if target_sr is not None and target_sr != sr:
         mono = resample(mono, int(sr), int(target_sr))
         sr = int(target_sr)

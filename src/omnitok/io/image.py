@@ -24,11 +24,13 @@ from torch import Tensor
 
 __all__ = [
     "IMAGE_EXTS",
+    "MAX_PIXELS",
     "decode_image",
     "encode_png",
     "image_to_rgb_array",
     "load_image",
     "resize_rgb",
+    "resize_tensor",
     "save_image",
     "tensor_to_uint8",
     "to_channels",
@@ -57,9 +59,33 @@ def encode_png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+#: the most pixels an image file may have (a 4096 x 4096 picture); checked from the header before decoding, so
+#: a huge or hostile file costs nothing (Pillow's own decompression-bomb limit is 89 M pixels, a warning)
+MAX_PIXELS = 4096 * 4096
+
+
+def _high_depth_to_8bit(img) -> np.ndarray | None:
+    """Greyscale of more than 8 bits (PIL modes I;16*, I, F) -> uint8 (H, W, 3) by the file's own bit depth;
+    None for every other mode. (Pillow's ``convert("RGB")`` clips such values at 255: a 16-bit PNG would
+    come out almost all white.)"""
+    if not (img.mode.startswith("I;16") or img.mode in ("I", "F")):
+        return None
+    a = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16") or (img.mode == "I" and a.max(initial=0) > 255):
+        a = a / 65535.0 * 255.0  # 16-bit samples (PNG stores 16-bit grey as I;16, or as I in older Pillow)
+    elif img.mode == "F" and a.max(initial=0) <= 1.0:
+        a = a * 255.0  # float images in [0, 1]
+    grey = np.clip(np.round(a), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
 def image_to_rgb_array(img, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
-    """A PIL image in any mode -> uint8 (H, W, 3), alpha composited onto ``background``."""
+    """A PIL image in any mode -> uint8 (H, W, 3), alpha composited onto ``background``; 16-bit greyscale
+    scaled by its bit depth, palette images expanded."""
     Image = _pil()
+    deep = _high_depth_to_8bit(img)
+    if deep is not None:
+        return deep
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         base = Image.new("RGBA", rgba.size, (*background, 255))
@@ -76,19 +102,38 @@ def resize_rgb(array: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(array).resize((w, h), Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
+class _TooLarge(Exception):
+    pass
+
+
 def decode_image(data: bytes, size: int | tuple[int, int] | None = None, *, name: str = "image") -> Tensor:
     """Image bytes -> float32 (3, H, W) in [-1, 1], resized to ``size`` (int: square) when given."""
     Image = _pil()
     try:
         with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            if w * h > MAX_PIXELS:  # from the header: nothing decoded yet
+                raise _TooLarge(f"{name}: image of {w} x {h} pixels is larger than the {MAX_PIXELS:,} pixels "
+                                "omnitok reads; resize it first")
             img.load()
             rgb = image_to_rgb_array(img)
+    except _TooLarge as e:
+        raise ValueError(str(e)) from None
     except Exception as e:  # Pillow raises several error types for bad data
         raise ValueError(f"{name}: cannot decode image, corrupt or truncated ({e})") from e
     if size is not None:
         rgb = resize_rgb(rgb, size)
     t = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).float()  # (3, H, W) in [0, 255]
     return t / 127.5 - 1.0
+
+
+def resize_tensor(x: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """float (C, H, W) in [-1, 1] -> (C, size_h, size_w) with Pillow's Lanczos filter (C = 1 or 3)."""
+    u8 = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()  # (C, H, W)
+    rgb = u8.expand(3, -1, -1) if u8.shape[0] == 1 else u8
+    out = torch.from_numpy(resize_rgb(np.ascontiguousarray(rgb.permute(1, 2, 0).numpy()), size).copy())
+    out = out.permute(2, 0, 1).float() / 127.5 - 1.0  # (3, h, w)
+    return out[:1] if x.shape[0] == 1 else out
 
 
 def tensor_to_uint8(x: Tensor) -> np.ndarray:

@@ -13,6 +13,7 @@ from importlib import resources
 from typing import Any
 
 from omnitok._overrides import load_yaml, split_override
+from omnitok._validate import check_fields
 from omnitok.nn.swiglu import swiglu_hidden_dim
 
 __all__ = ["PRESETS", "ModelConfig", "apply_overrides", "load_preset"]
@@ -44,6 +45,11 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into config.json
 
     def __post_init__(self) -> None:
+        for name in ("vocab_size", "n_layer", "dim", "n_head", "n_kv_head", "head_dim", "ffn_hidden", "max_seq_len",
+                     "rope_axes", "ffn_multiple_of"):
+            v = getattr(self, name)
+            if v is not None and int(v) < 1:
+                raise ValueError(f"ModelConfig.{name} must be >= 1, got {v}")
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
         if self.head_dim is None:
@@ -54,9 +60,9 @@ class ModelConfig:
             self.ffn_hidden = swiglu_hidden_dim(self.dim, self.ffn_multiple_of)
         if self.n_head % self.n_kv_head:
             raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
-        for name in ("vocab_size", "n_layer", "dim", "n_head", "max_seq_len", "rope_axes"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("rope_theta", "norm_eps", "init_std"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"ModelConfig.{name} must be > 0, got {getattr(self, name)}")
         if self.rope_sections is not None:
             self.rope_sections = [int(s) for s in self.rope_sections]
 
@@ -64,12 +70,15 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+    def from_dict(cls, d: dict[str, Any], where: str = "ModelConfig") -> ModelConfig:
+        """Build from a mapping whose keys and value types are checked first (``where`` names its source in
+        the error: a config.json path, a preset)."""
+        check_fields(cls, d, where, ignore=("model_class", "format_version", "weights_sha256"))
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names - {"model_class", "format_version"})
-        if unknown:
-            raise ValueError(f"unknown ModelConfig keys {unknown}; expected some of {sorted(names)}")
-        return cls(**{k: v for k, v in d.items() if k in names})
+        try:
+            return cls(**{k: v for k, v in d.items() if k in names})
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
 
     def num_params(self, include_embeddings: bool = True) -> int:
         """Parameter count computed from the shapes (matches ``Transformer.num_params``)."""

@@ -7,7 +7,6 @@ export is a rename. The model knows no modality: the vocabulary gives every moda
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -28,6 +27,7 @@ __all__ = ["Block", "Transformer", "lm_loss"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+GENERATION_CONFIG_NAME = "generation_config.json"
 
 
 def lm_loss(logits: Tensor, targets: Tensor, z_loss: float = 0.0, ignore_index: int = -100,
@@ -165,9 +165,17 @@ class Transformer(nn.Module):
         return logits, loss
 
     # ----- folders --------------------------------------------------------------------------------
+    #: settings a model folder may record for generation (``generation_config.json``; see
+    #: :func:`omnitok.generation.generate.recorded_defaults`): ``grids`` per output, ``sampling`` per output
+    generation_config: dict[str, Any]
+
     def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
-        """Write ``config.json`` + ``model.safetensors`` (tied weights stored once) atomically per file."""
+        """Write ``model.safetensors`` (tied weights stored once), then ``config.json`` with the weights' sha256,
+        each fsync'ed and renamed into place (a kill leaves the old file or the new one, never half of one);
+        ``generation_config.json`` too when the model carries one."""
         from safetensors.torch import save_file
+
+        from omnitok._io import fsync_replace, sha256_file, write_json_atomic
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -176,38 +184,63 @@ class Transformer(nn.Module):
             state.pop("lm_head.weight", None)
         tmp = directory / (WEIGHTS_NAME + ".tmp")
         save_file(state, str(tmp), metadata={"format": "pt", "model_class": "Transformer"})
-        os.replace(tmp, directory / WEIGHTS_NAME)
-        cfg = {"model_class": "Transformer", "format_version": 1, **self.config.to_dict()}
-        tmp = directory / (CONFIG_NAME + ".tmp")
-        tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, directory / CONFIG_NAME)
+        digest = sha256_file(tmp)
+        fsync_replace(tmp, directory / WEIGHTS_NAME)
+        cfg = {"model_class": "Transformer", "format_version": 1, **self.config.to_dict(), "weights_sha256": digest}
+        write_json_atomic(directory / CONFIG_NAME, cfg)
+        if getattr(self, "generation_config", None):
+            write_json_atomic(directory / GENERATION_CONFIG_NAME, self.generation_config)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu",
-                        ) -> Transformer:
-        """Load a folder written by :meth:`save_pretrained` (or a training checkpoint folder)."""
-        from safetensors.torch import load_file
+                        verify: bool = True) -> Transformer:
+        """Load a folder written by :meth:`save_pretrained` (or a training checkpoint folder).
 
-        from omnitok._io import CheckpointError
+        Checks before any weight is used: ``config.json`` is an object whose values have the right types, every
+        tensor has the name, shape and a floating dtype the config implies, and (``verify``, the default) the
+        weights file's sha256 equals the one recorded at save. Any mismatch is a :class:`CheckpointError` that
+        names the file. ``verify=False`` skips only the checksum (a large model on a trusted disk)."""
+        from omnitok._io import CheckpointError, load_safetensors, read_json, sha256_file
 
         directory = Path(directory)
         cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        if not directory.is_dir():
+            raise CheckpointError(f"{directory}: no such model folder")
         if not cfg_path.is_file() or not w_path.is_file():
             raise CheckpointError(f"{directory} must contain {CONFIG_NAME} and {WEIGHTS_NAME}")
+        raw = read_json(cfg_path)
+        if not isinstance(raw, dict):
+            raise CheckpointError(f"{cfg_path}: expected a JSON object, got a {type(raw).__name__}")
+        digest = raw.get("weights_sha256")
+        cfg = raw["model"] if isinstance(raw.get("model"), dict) else raw  # a training checkpoint's config.json
         try:
-            cfg = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from e
-        if isinstance(cfg.get("model"), dict):  # a training checkpoint's config.json
-            cfg = cfg["model"]
-        model = cls(ModelConfig.from_dict(cfg))
-        try:
-            state = load_file(str(w_path), device=str(map_location))
-        except Exception as e:  # safetensors raises its own error types for truncated files
-            raise CheckpointError(f"cannot read {w_path}: {e}") from e
+            mcfg = ModelConfig.from_dict(cfg, where=str(cfg_path))
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(str(e) if str(cfg_path) in str(e) else f"{cfg_path}: {e}") from e
+        if verify and isinstance(digest, str) and sha256_file(w_path) != digest:
+            raise CheckpointError(f"{w_path}: sha256 differs from the one recorded in {cfg_path} at save: the "
+                                  "weights file is damaged or was replaced")
+        state = load_safetensors(w_path, map_location=str(map_location))
+        model = cls(mcfg)
         if model.config.tie_embeddings:
             state.setdefault("lm_head.weight", state.get("embed_tokens.weight"))
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
         if missing or unexpected:
-            raise CheckpointError(f"{w_path} does not match its config: missing {missing}, unexpected {unexpected}")
+            raise CheckpointError(f"{w_path} does not match {cfg_path}: missing {missing[:5]}, unexpected "
+                                  f"{unexpected[:5]}")
+        for name, t in state.items():
+            if tuple(t.shape) != tuple(expected[name].shape):
+                raise CheckpointError(f"{w_path}: {name} has shape {tuple(t.shape)} but {cfg_path} implies "
+                                      f"{tuple(expected[name].shape)}")
+            if not t.is_floating_point():
+                raise CheckpointError(f"{w_path}: {name} has dtype {t.dtype}, expected a floating-point tensor")
+        model.load_state_dict(state)
+        gen_path = directory / GENERATION_CONFIG_NAME
+        if gen_path.is_file():
+            gc = read_json(gen_path)
+            if not isinstance(gc, dict):
+                raise CheckpointError(f"{gen_path}: expected a JSON object, got a {type(gc).__name__}")
+            model.generation_config = gc
         return model.to(map_location)

@@ -25,12 +25,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from omnitok._io import CheckpointError
+from omnitok._io import CheckpointError, fsync_dir, fsync_replace, load_safetensors, read_json, sha256_file
 
-__all__ = ["latest_checkpoint", "load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
+__all__ = ["CHECKPOINT_FILES", "latest_checkpoint", "load_checkpoint", "rng_state", "save_checkpoint",
+           "set_rng_state"]
+
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "optimizer.safetensors", "optimizer.json", "loader.json",
+                    "rng.safetensors", "rng.json")
 
 
 def _json_default(o: Any) -> Any:
@@ -118,14 +122,25 @@ def save_checkpoint(out_dir: str | os.PathLike[str], step: int, model: nn.Module
     rng_t, rng_meta = rng_state()
     save_file(rng_t, str(tmp / "rng.safetensors"))
     (tmp / "rng.json").write_text(json.dumps(rng_meta))
-    cfg = {**config, "step": step, "model_class": "Transformer", **(extra or {})}
+    # every file's sha256, so a damaged checkpoint is refused on load with the file named
+    files = {name: sha256_file(tmp / name) for name in CHECKPOINT_FILES if name != "config.json"}
+    cfg = {**config, "step": step, "model_class": "Transformer", **(extra or {}),
+           "weights_sha256": files["model.safetensors"], "files_sha256": files}
     (tmp / "config.json").write_text(json.dumps(cfg, indent=2, default=_json_default) + "\n")
+    for name in CHECKPOINT_FILES:  # on disk before the folder is renamed into place
+        fd = os.open(tmp / name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fsync_dir(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+    fsync_dir(root)
     latest_tmp = root / "latest.json.tmp"
     latest_tmp.write_text(json.dumps({"step": step, "path": final.name}) + "\n")
-    os.replace(latest_tmp, root / "latest.json")
+    fsync_replace(latest_tmp, root / "latest.json")
     done = sorted(p for p in root.glob("step_*") if p.is_dir())
     for old in done[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
@@ -150,19 +165,37 @@ def latest_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
     return done[-1] if done else None
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a checkpoint folder -> dict with config, model (state), optimizer (state_dict), loader, rng."""
+def load_checkpoint(path: str | os.PathLike[str], verify: bool = True) -> dict[str, Any]:
+    """Read a checkpoint folder -> dict with config, model (state), optimizer (state_dict), loader, rng.
+
+    A missing, truncated or altered file is a :class:`CheckpointError` naming it: JSON is parsed with its path
+    in the message, and (``verify``) every file's sha256 is checked against the one ``save_checkpoint`` recorded."""
     path = Path(path)
-    need = ["config.json", "model.safetensors", "optimizer.safetensors", "optimizer.json", "loader.json",
-            "rng.safetensors", "rng.json"]
-    missing = [n for n in need if not (path / n).is_file()]
+    missing = [n for n in CHECKPOINT_FILES if not (path / n).is_file()]
     if missing:
         raise CheckpointError(f"checkpoint {path} is incomplete: missing {missing}")
-    cfg = json.loads((path / "config.json").read_text())
-    model_state = load_file(str(path / "model.safetensors"))
-    opt = _optimizer_from_flat(load_file(str(path / "optimizer.safetensors")),
-                               json.loads((path / "optimizer.json").read_text()))
-    return {"config": cfg, "model": model_state, "optimizer": opt,
-            "loader": json.loads((path / "loader.json").read_text()),
-            "rng": (load_file(str(path / "rng.safetensors")), json.loads((path / "rng.json").read_text())),
-            "step": int(cfg["step"])}
+    cfg = read_json(path / "config.json")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("step"), int):
+        raise CheckpointError(f"{path / 'config.json'}: not a training checkpoint's config (no integer 'step')")
+    recorded = cfg.get("files_sha256") if verify else None
+    if isinstance(recorded, dict):
+        for name, digest in recorded.items():
+            if name in CHECKPOINT_FILES and sha256_file(path / name) != digest:
+                raise CheckpointError(f"{path / name}: sha256 differs from the one recorded at save (damaged "
+                                      "file); resume from an earlier checkpoint or delete this folder")
+
+    def js(name: str) -> Any:
+        obj = read_json(path / name)
+        if not isinstance(obj, dict):
+            raise CheckpointError(f"{path / name}: expected a JSON object, got a {type(obj).__name__}")
+        return obj
+
+    model_state = load_safetensors(path / "model.safetensors")
+    try:
+        opt = _optimizer_from_flat(load_safetensors(path / "optimizer.safetensors"), js("optimizer.json"))
+    except (KeyError, ValueError, AttributeError, TypeError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{path / 'optimizer.json'}: malformed optimizer state ({e!r})") from e
+    return {"config": cfg, "model": model_state, "optimizer": opt, "loader": js("loader.json"),
+            "rng": (load_safetensors(path / "rng.safetensors"), js("rng.json")), "step": int(cfg["step"])}

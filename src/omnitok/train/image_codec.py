@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import pickle
 import shutil
 import time
 from contextlib import nullcontext
@@ -34,6 +35,7 @@ import yaml
 from torch import Tensor
 from tqdm import tqdm
 
+from omnitok._io import CheckpointError
 from omnitok.codecs.base import Codec, select_device
 from omnitok.codecs.builder import build_codec
 from omnitok.eval.codec_data import load_images, load_videos, to_float
@@ -187,7 +189,13 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
         ckpt = _latest_checkpoint(out_dir)
         if ckpt is None:
             raise ValueError(f"--resume: no checkpoint with train_state.pt under {out_dir / 'checkpoints'}")
-        state = torch.load(ckpt / "train_state.pt", map_location=device, weights_only=True)
+        try:  # weights_only: tensors and plain containers only, never arbitrary pickled objects
+            state = torch.load(ckpt / "train_state.pt", map_location=device, weights_only=True)
+            if not isinstance(state, dict) or not {"model", "ema", "opt"} <= set(state):
+                raise ValueError("not a codec training state (expected model, ema and opt entries)")
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+            raise CheckpointError(f"{ckpt / 'train_state.pt'}: refused ({' '.join(str(e).split())[:200]}); "
+                                  "resume from an earlier checkpoint or delete this folder") from e
         codec.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])

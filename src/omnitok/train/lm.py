@@ -186,6 +186,46 @@ def make_source(data: str, tc: TrainConfig, split: str, rank: int, world: int,
                          loss_on_condition=tc.loss_on_condition)
 
 
+def expand_data(data: str) -> str:
+    """``--data`` as written by a user -> comma-separated split folders with ratios. Each item (``DIR`` or
+    ``DIR@ratio``) may be a split folder (``.../train``, holding ``part-r*.json``), a task folder (its ``train``
+    split is used) or a tokens root such as ``quickstart/tokens`` (every task folder under it, with the mixture
+    ratios recorded in its ``DONE`` file by the quickstart, else 1 each; a ratio on the root scales them)."""
+    if data.startswith("synthetic"):
+        return data
+
+    def is_split(d: Path) -> bool:
+        return any(d.glob("part-r*.json"))
+
+    out: list[str] = []
+    for item in (x for x in data.split(",") if x):
+        d, _, ratio = item.partition("@")
+        path = Path(d)
+        if not path.exists():
+            raise ValueError(f"--data: {d!r} does not exist")
+        if is_split(path):
+            out.append(item)
+        elif is_split(path / "train"):
+            out.append(str(path / "train") + (f"@{ratio}" if ratio else ""))
+        else:
+            tasks = sorted(t for t in path.iterdir() if t.is_dir() and is_split(t / "train"))
+            if not tasks:
+                raise ValueError(f"--data: {d} is not a token-shard folder (no part-r*.json), a task folder (no "
+                                 "train/ split) or a tokens root (no task folders with a train/ split); run "
+                                 "`omnitok tokenize` first")
+            recorded: dict[str, float] = {}
+            done = path / "DONE"
+            if done.is_file():
+                try:
+                    entries = json.loads(done.read_text())
+                    recorded = {str(e["data"]).replace(":", "-"): float(e.get("ratio", 1.0)) for e in entries}
+                except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+                    raise ValueError(f"--data: {done} is not the tokenize record the quickstart writes ({e!r})") from e
+            scale = float(ratio) if ratio else 1.0
+            out += [f"{t / 'train'}@{recorded.get(t.name, 1.0) * scale:g}" for t in tasks]
+    return ",".join(out)
+
+
 def source_name(folder: str) -> str:
     """A mixture source's name: the folder name, or ``<parent>`` when the folder is a split (train / val)."""
     p = Path(folder)
@@ -302,6 +342,7 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
           progress: bool = True, device: str = "auto") -> dict[str, Any]:
     """Train; returns the last logged record. Writes checkpoints, metrics.jsonl, loss.png, final/ under ``out``."""
     out = Path(out)
+    data = expand_data(data)
     info = dist_utils.setup(device)
     torch.manual_seed(tc.seed)
     source = make_source(data, tc, "train", info.rank, info.world_size, model_cfg.get("vocab_size"))
@@ -471,6 +512,7 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
         model_state = _full_state(model, info, tc)
         final = Transformer(mcfg)
         final.load_state_dict(model_state)
+        final.generation_config = generation_defaults(source)
         final.save_pretrained(out / "final")
         if (out / "metrics.jsonl").is_file():
             plot_curves(out / "metrics.jsonl", out / "loss.png")
@@ -479,6 +521,26 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
     dist_utils.barrier()
     dist_utils.cleanup()
     return last
+
+
+def generation_defaults(source: BatchSource) -> dict[str, Any]:
+    """What a model trained on ``source`` should generate by default (its ``generation_config.json``): the code
+    grids of its training documents (:func:`omnitok.data.token_shards.grid_summary`) and, where the vocabulary
+    lets the model end audio itself (one codebook or the flatten pattern), ``until_end`` with the longest
+    training clip as the cap. {} for synthetic data or when the vocabulary folder is not recorded."""
+    sets = [ts for src in getattr(source, "sources", []) for ts in src.sets]
+    vocab_dir = sets[0].meta.get("vocab_dir") if sets else None
+    if not vocab_dir or not (Path(vocab_dir) / "vocab.json").is_file():
+        return {}
+    from omnitok.data.token_shards import grid_summary
+    from omnitok.vocab.vocabulary import Vocabulary
+
+    vocab = Vocabulary.load(vocab_dir, load_codecs=False)
+    grids = grid_summary(sets, vocab)
+    out: dict[str, Any] = {"grids": grids, "sampling": {}}
+    if "audio" in grids and (vocab.audio_pattern == "flatten" or vocab.entries["audio"].num_codebooks == 1):
+        out["sampling"]["audio"] = {"until_end": True}
+    return out
 
 
 def _full_state(model: Transformer, info: dist_utils.DistInfo, tc: TrainConfig) -> dict[str, Tensor]:
@@ -538,7 +600,9 @@ def _save(out: Path, step: int, model: Transformer, optimizer: torch.optim.Optim
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="debug", help="configs/lm/<NAME>.yaml: debug, tiny, small, B, L, XL")
     parser.add_argument("--data", required=True,
-                        help="token-shard folders, comma-separated, or 'synthetic[:vocab=N]'")
+                        help="comma-separated token folders, each DIR or DIR@ratio: a split folder (.../train), a task "
+                             "folder, or a tokens root (e.g. quickstart/tokens: every task with the quickstart's "
+                             "ratios); or 'synthetic[:vocab=N]'")
     parser.add_argument("--out", default=None, help="run folder (default runs/lm-<preset>)")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")

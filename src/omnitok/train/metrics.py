@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +102,7 @@ class MetricsWriter:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.is_file():
-            kept = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+            kept = [json.dumps(r) for r in read_jsonl(self.path) if r.get("step", 0) <= resume_step]
             self.path.write_text("".join(ln + "\n" for ln in kept))
         elif resume_step is None and self.path.is_file():
             self.path.unlink()
@@ -115,7 +115,21 @@ class MetricsWriter:
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    return [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln.strip()]
+    """The JSON objects of a ``.jsonl`` file. A line that does not parse (a write torn by a kill, a stray
+    edit) is skipped with a warning naming the file and line, so a resume or a plot never stops on it."""
+    rows: list[dict[str, Any]] = []
+    for n, ln in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
+        if not ln.strip():
+            continue
+        try:
+            row = json.loads(ln)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            warnings.warn(f"{path}:{n}: not a JSON object (torn write?); line skipped", stacklevel=2)
+            continue
+        rows.append(row)
+    return rows
 
 
 def plot_curves(metrics_path: str | os.PathLike[str], out_png: str | os.PathLike[str]) -> Path | None:

@@ -1,0 +1,88 @@
+"""Bad generation requests are refused before any allocation, with a message naming the argument;
+a model's recorded generation_config supplies the defaults."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from gen_helpers import make_model, make_vocab
+
+from omnitok.generation.generate import check_grid, generate
+
+
+@pytest.fixture(scope="module")
+def mv():
+    vocab = make_vocab()
+    return make_model(vocab), vocab
+
+
+@pytest.mark.parametrize("grid, match", [
+    ((2.5, 2), "whole number"),
+    ((0, 4), "whole number >= 1"),
+    ((True, 2), "whole number"),
+    ((3,), r"an image grid is \(height, width\)"),
+    ("4x4", "expected an image grid"),
+    ((10**6, 10**6), "more than the vocabulary's largest"),
+])
+def test_bad_image_grids(mv, grid, match):
+    model, vocab = mv
+    with pytest.raises(ValueError, match=match):
+        generate(model, vocab, "x", "image", grid=grid)
+
+
+def test_huge_audio_grid_is_refused_at_once(mv):
+    model, vocab = mv
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="more than the model's context"):
+        generate(model, vocab, "x", "audio", grid=(10**6,))
+    assert time.perf_counter() - t0 < 0.5  # refused before a step table of 10**6 steps is built
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"cfg_scale": float("nan")}, "cfg_scale must be a finite number"),
+    ({"cfg_scale": float("inf")}, "cfg_scale must be a finite number"),
+    ({"temperature": float("nan")}, "temperature must be a finite number"),
+    ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+    ({"top_k": -1}, "top_k must be >= 0"),
+    ({"num_samples": 0}, "num_samples must be a whole number >= 1"),
+    ({"num_samples": 2.0}, "num_samples must be a whole number"),
+    ({"max_new_tokens": 0}, "max_new_tokens must be a whole number >= 1"),
+])
+def test_bad_sampling_values(mv, kw, match):
+    model, vocab = mv
+    with pytest.raises(ValueError, match=match):
+        generate(model, vocab, "x", "image", grid=(2, 2), **kw)
+
+
+def test_lone_surrogate_prompt_is_a_value_error(mv):
+    model, vocab = mv
+    if "text" not in vocab.codecs:
+        pytest.skip("debug vocabulary without a text codec")
+    with pytest.raises(ValueError, match="not valid Unicode text"):
+        generate(model, vocab, "seven \ud800", "image", grid=(2, 2))
+
+
+def test_check_grid_bounds(mv):
+    _, vocab = mv
+    assert check_grid(vocab, "video", (2, 2, 3), 256) == (2, 2, 3)
+    with pytest.raises(ValueError, match="text takes no grid"):
+        check_grid(vocab, "text", (1,), 256)
+
+
+def test_recorded_generation_config_is_the_default(mv):
+    """A model that records grids and sampling generates with them when the caller gives none."""
+    model, vocab = mv
+    plain = generate(model, vocab, "x", "image", seed=0, decode_data=False)
+    model.generation_config = {"grids": {"image": [2, 3]}, "sampling": {"image": {"temperature": 0.0}}}
+    try:
+        out = generate(model, vocab, "x", "image", seed=0, decode_data=False)
+        again = generate(model, vocab, "x", "image", seed=1, decode_data=False)
+        explicit = generate(model, vocab, "x", "image", grid=(3, 4), seed=0, decode_data=False)
+    finally:
+        del model.generation_config
+    assert tuple(out.outputs[0].codes.shape[:2]) == (2, 3)
+    assert torch.equal(out.ids[0], again.ids[0])  # temperature 0 recorded: greedy, the seed does not matter
+    assert tuple(explicit.outputs[0].codes.shape[:2]) == (3, 4)  # an explicit grid wins
+    assert tuple(plain.outputs[0].codes.shape[:2]) != (2, 3)
