@@ -37,7 +37,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from omnitok.generation.generate import GenerationOutput, default_grid
+from omnitok.generation.generate import GenerationOutput, default_grid, recorded_defaults
 from omnitok.serve.engine import Batcher, Job, ServedModel
 from omnitok.serve.protocol import (
     APIError,
@@ -199,9 +199,15 @@ def create_app(served: ServedModel, batcher: Batcher, *, api_key: str | None = N
     app.add_middleware(_Guard, max_body=limits.max_body_bytes, api_key=api_key)
     page = resources.files("omnitok.serve").joinpath("page.html").read_text(encoding="utf-8")
     max_seq = int(served.model.config.max_seq_len)
+    # speech length: the model ends the speech itself when its folder recorded that (generation_config.json) or
+    # the layout allows it; otherwise a length prior from the words, capped by the longest training clip
     audio = served.vocab.entries.get("audio")
-    speech_until_end = audio is not None and (audio.num_codebooks == 1 or served.vocab.audio_pattern != "delay")
-    speech_cap = default_grid(served.vocab, "audio", min(400, max_seq // 2))[0] if audio is not None else 0
+    rec_audio = recorded_defaults(served.model, "audio")
+    speech_until_end = audio is not None and (bool(rec_audio.get("until_end")) or audio.num_codebooks == 1
+                                              or served.vocab.audio_pattern != "delay")
+    speech_cap = (rec_audio.get("grid") or default_grid(served.vocab, "audio", min(400, max_seq // 2)) or (0,))[0]
+    rec_image = recorded_defaults(served.model, "image").get("grid")
+    rec_video = recorded_defaults(served.model, "video").get("grid")
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, e: APIError) -> JSONResponse:
@@ -282,10 +288,12 @@ def create_app(served: ServedModel, batcher: Batcher, *, api_key: str | None = N
                                 f"{limits.max_prompt_chars}", "prompt", "invalid_value")
         hw = parse_size(body.size)
         sp = served.vocab.specials
+        recorded = rec_image if produce == "image" else rec_video
         try:
-            if produce == "image":
-                h, w = hw or (served.image_size or 32,) * 2
-                grid: tuple[int, ...] = served.image_grid(h, w)
+            if hw is None and recorded:  # the grid the model was trained on (generation_config.json)
+                grid: tuple[int, ...] = tuple(recorded)
+            elif produce == "image":
+                grid = served.image_grid(*(hw or (served.image_size or 32,) * 2))
             else:
                 grid = served.video_grid(*(hw or (served.video_size or 32,) * 2))
         except ValueError as e:
@@ -342,6 +350,7 @@ def create_app(served: ServedModel, batcher: Batcher, *, api_key: str | None = N
             settings["grid"] = (max(1, round(body.seconds * served.audio_frames_per_second)),)
         elif speech_until_end:  # the model ends the speech itself, within the default length
             settings["until_end"] = True
+            settings["grid"] = (speech_cap,)
         else:  # a length prior from the words (the delay pattern cannot end early)
             words = len(body.input.split())
             frames = round((SPEECH_SECONDS[0] + SPEECH_SECONDS[1] * words) * served.audio_frames_per_second)
