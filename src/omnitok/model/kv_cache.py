@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from omnitok.model.transformer import Transformer
+from omnitok.nn.attention import same_segment
 
 __all__ = ["StaticKVCache"]
 
@@ -70,9 +71,12 @@ class StaticKVCache:
         """(B, T): continue each row's positions (``next_position`` + 0..T-1)."""
         return self.next_position[:, None] + torch.arange(T, device=self.device)
 
-    def plan(self, T: int, attention_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    def plan(self, T: int, attention_mask: Tensor | None,
+             segment_ids: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Mark T new slots per row valid (or not, per ``attention_mask`` (B, T) bool) and build the mask.
 
+        segment_ids (B, T): new tokens sharing an id >= 0 also see each other's (later) slots: a bidirectional
+        block, recomputed in place each step of masked decoding (``extend`` then ``rewind``).
         Returns write_slots (B, T) long and the attention mask (B, 1, T, T_max) bool. Called by the model.
         """
         write = self.index[:, None] + torch.arange(T, device=self.device)  # (B, T)
@@ -82,6 +86,10 @@ class StaticKVCache:
         slots = self.slots[None, None, :]  # (1, 1, T_max)
         q_slot = write[:, :, None]  # (B, T, 1)
         mask = ((slots <= q_slot) & self.valid[:, None, :]) | (slots == q_slot)  # (B, T, T_max)
+        if segment_ids is not None:
+            cols = write[:, None, :].expand(-1, T, -1)  # (B, T, T): the new tokens' own slots
+            both = same_segment(segment_ids.to(self.device)) & new_valid[:, None, :]  # (B, T, T)
+            mask.scatter_(2, cols, mask.gather(2, cols) | both)
         return write, mask[:, None]
 
     def advance(self, T: int) -> None:
@@ -92,15 +100,17 @@ class StaticKVCache:
     # ----- decoding -------------------------------------------------------------------------------------
     @torch.no_grad()
     def extend(self, idx: Tensor, positions: Tensor | None = None,
-               attention_mask: Tensor | None = None) -> Tensor:
+               attention_mask: Tensor | None = None, segment_ids: Tensor | None = None) -> Tensor:
         """Append T tokens per row (B, T) and return their logits (B, T, V) (speculative verification, chunks).
 
         positions: (B, T) or (A, B, T) for multi-axis RoPE; default continues each row's positions.
+        segment_ids: (B, T), bidirectional blocks among the new tokens (see :meth:`plan`).
         """
         B, T = idx.shape
         if self.batch_size != B:
             raise ValueError(f"idx has batch {B}, the cache was built for {self.batch_size}")
-        logits, _ = self.model(idx, position_ids=positions, attention_mask=attention_mask, kv_cache=self)
+        logits, _ = self.model(idx, position_ids=positions, attention_mask=attention_mask, kv_cache=self,
+                               segment_ids=segment_ids)
         return logits
 
     @torch.no_grad()

@@ -111,12 +111,16 @@ class Transformer(nn.Module):
 
     def forward(self, idx: Tensor, targets: Tensor | None = None, position_ids: Tensor | None = None,
                 document_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                kv_cache: Any = None, logits_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+                kv_cache: Any = None, logits_mask: Tensor | None = None,
+                segment_ids: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """idx (B, T) long -> logits (B, T, V) (autocast dtype, else the weights' dtype), loss or None.
 
         targets (B, T): next-token ids aligned with idx (already shifted), -100 = no loss.
         position_ids (B, T), or (A, B, T) with ``rope_axes = A``; default 0..T-1.
         document_ids (B, T): packed documents; attention never crosses documents (block-diagonal causal).
+        segment_ids (B, T): -1 = causal; positions sharing an id >= 0 (within one document) attend to each other
+        both ways (a bidirectional block, e.g. a masked image predicted at once). The data marks the block;
+        the model does not know what it holds. With ``kv_cache`` it applies to the T new tokens.
         attention_mask (B, T) bool: only with ``kv_cache``; False marks (left) padding.
         kv_cache: a :class:`~omnitok.model.kv_cache.StaticKVCache`; usually driven through its
         ``prefill`` / ``decode_step`` / ``extend`` methods rather than directly.
@@ -134,12 +138,15 @@ class Transformer(nn.Module):
         cos, sin = self.rotary(position_ids)  # (B, T, D)
         x = self.embed_tokens(idx)  # (B, T, C)
         write_slots = None
+        if segment_ids is not None and segment_ids.shape != (B, T):
+            raise ValueError(f"segment_ids must be (B, T) = {(B, T)}, got {tuple(segment_ids.shape)}")
         if kv_cache is not None:
-            write_slots, mask = kv_cache.plan(T, attention_mask)  # (B, T), (B, 1, T, T_max)
+            write_slots, mask = kv_cache.plan(T, attention_mask, segment_ids)  # (B, T), (B, 1, T, T_max)
         elif attention_mask is not None:
             raise ValueError("attention_mask is only used with kv_cache; pack documents with document_ids")
-        elif document_ids is not None:
-            mask = causal_document_mask(document_ids)
+        elif document_ids is not None or segment_ids is not None:
+            docs = document_ids if document_ids is not None else torch.zeros_like(idx)
+            mask = causal_document_mask(docs, segment_ids)  # (B, 1, T, T)
         else:
             mask = None
         for i, layer in enumerate(self.layers):

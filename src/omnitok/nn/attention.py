@@ -5,7 +5,10 @@
 * QK-norm (Chameleon, arXiv 2405.09818; Qwen3): RMSNorm over each query / key head before RoPE, which keeps
   mixed-modal training stable.
 * Masks: none (plain causal, ``is_causal=True``, the flash kernel on GPU), or a boolean ``(B, 1, Tq, Tk)`` mask
-  built by the model (block-diagonal causal for packed documents, or the cache's validity mask).
+  built by the model (block-diagonal causal for packed documents, or the cache's validity mask), optionally
+  with bidirectional segments: positions that share a segment id (>= 0) see each other both ways, so a masked
+  image block is predicted all at once (MaskGIT-style decoding inside the one causal model, as Show-o,
+  arXiv 2408.12528). The segment ids come from the data; attention never learns what a segment holds.
 * Static KV cache: the caller hands a layer's pre-allocated ``(B, H_kv, T_max, D)`` buffers and the slots to
   write; shapes never change, so the decode step can be captured as a CUDA graph.
 """
@@ -19,18 +22,27 @@ from torch import Tensor, nn
 from omnitok.nn.rmsnorm import RMSNorm
 from omnitok.nn.rope import apply_rotary
 
-__all__ = ["Attention", "causal_document_mask"]
+__all__ = ["Attention", "causal_document_mask", "same_segment"]
 
 
-def causal_document_mask(document_ids: Tensor) -> Tensor:
+def same_segment(segment_ids: Tensor) -> Tensor:
+    """segment_ids (B, T) -> bool (B, T, T): q and k lie in the same bidirectional segment (id >= 0)."""
+    return (segment_ids[:, :, None] == segment_ids[:, None, :]) & (segment_ids >= 0)[:, :, None]
+
+
+def causal_document_mask(document_ids: Tensor, segment_ids: Tensor | None = None) -> Tensor:
     """document_ids (B, T) -> bool (B, 1, T, T): q may see k iff same document and k <= q.
 
+    segment_ids (B, T), optional: -1 = causal; positions of one document sharing a segment id >= 0 also see
+    each other in both directions (a bidirectional block inside a causal sequence).
     Padding (document id -1) attends only to padding, so no query row is empty.
     """
     T = document_ids.shape[1]
     same = document_ids[:, :, None] == document_ids[:, None, :]  # (B, T, T)
-    causal = torch.ones(T, T, dtype=torch.bool, device=document_ids.device).tril()
-    return (same & causal)[:, None]
+    allowed = torch.ones(T, T, dtype=torch.bool, device=document_ids.device).tril()  # (T, T)
+    if segment_ids is not None:
+        allowed = allowed | same_segment(segment_ids)  # (B, T, T)
+    return (same & allowed)[:, None]
 
 
 class Attention(nn.Module):
