@@ -13,6 +13,7 @@ FORBIDDEN = {
     "quantizers": {"codecs", "vocab", "model", "generation", "data", "train", "eval", "cli", "quickstart"},
     "nn": {"codecs", "vocab", "model", "generation", "data", "train", "eval", "cli", "quickstart"},
     "model": {"codecs", "vocab", "generation", "data", "train", "eval", "cli", "quickstart"},
+    "align": {"codecs", "vocab", "model", "generation", "data", "train", "eval", "cli", "quickstart"},
     "codecs": {"vocab", "model", "generation", "data", "train", "eval", "cli", "quickstart"},
     "vocab": {"model", "generation", "train", "eval", "cli", "quickstart"},
     "generation": {"train", "cli", "quickstart"},

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from omnitok.nn.mel import mel_filterbank
+
 __all__ = [
     "MelSpectrogram",
     "MultiResolutionSTFTLoss",
@@ -27,30 +29,6 @@ __all__ = [
     "mel_filterbank",
     "si_snr",
 ]
-
-
-def _hz_to_mel(f: Tensor | float) -> Tensor:
-    return 2595.0 * torch.log10(1.0 + torch.as_tensor(f, dtype=torch.float64) / 700.0)
-
-
-def _mel_to_hz(m: Tensor) -> Tensor:
-    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-
-
-def mel_filterbank(
-    n_fft: int, n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None
-) -> Tensor:
-    """Triangular mel filters (n_mels, n_fft // 2 + 1), each normalised to unit area (slaney)."""
-    f_max = f_max if f_max is not None else sample_rate / 2
-    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)  # (F,)
-    mels = torch.linspace(float(_hz_to_mel(f_min)), float(_hz_to_mel(f_max)), n_mels + 2, dtype=torch.float64)
-    hz = _mel_to_hz(mels)  # (n_mels + 2,)
-    lower, center, upper = hz[:-2, None], hz[1:-1, None], hz[2:, None]
-    up = (freqs[None] - lower) / (center - lower).clamp_min(1e-9)
-    down = (upper - freqs[None]) / (upper - center).clamp_min(1e-9)
-    fb = torch.clamp(torch.minimum(up, down), min=0.0)  # (n_mels, F)
-    fb = fb * (2.0 / (upper - lower))  # slaney area normalisation
-    return fb.float()
 
 
 def _flat(x: Tensor) -> Tensor:
