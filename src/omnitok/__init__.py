@@ -5,6 +5,7 @@ The flat public API::
     from omnitok import FSQ, ImageCodec, Vocabulary, Transformer, generate
 """
 
+from omnitok.align import AlignModel, encode_audio, encode_image, encode_text, similarity
 from omnitok.codecs import AudioCodec, CheckpointError, Codec, ImageCodec, TextCodec, VideoCodec, load_codec
 from omnitok.generation import generate
 from omnitok.model import ModelConfig, StaticKVCache, Transformer
@@ -29,6 +30,7 @@ __all__ = [
     "FSQ",
     "LFQ",
     "AdditiveVQ",
+    "AlignModel",
     "Audio",
     "AudioCodec",
     "CheckpointError",
@@ -53,6 +55,10 @@ __all__ = [
     "Vocabulary",
     "VocabularyError",
     "__version__",
+    "encode_audio",
+    "encode_image",
+    "encode_text",
     "generate",
     "load_codec",
+    "similarity",
 ]
