@@ -359,7 +359,8 @@ def parse_codecs(spec: str | None) -> dict[str, str]:
 
 def load_or_build_vocab(vocab_dir: str | os.PathLike, codecs: dict[str, str], *, audio_pattern: str = "delay",
                         max_height: int = 64, max_width: int = 64, max_frames: int = 64,
-                        accept_hash_mismatch: bool = False, rank: int = 0, wait_s: float = 600.0) -> Vocabulary:
+                        accept_hash_mismatch: bool = False, rank: int = 0, wait_s: float = 600.0,
+                        with_mask: bool = False) -> Vocabulary:
     vocab_dir = Path(vocab_dir)
     if rank > 0 and codecs and not (vocab_dir / "vocab.json").exists():
         # under torchrun rank 0 builds the vocabulary; the others wait for it
@@ -369,11 +370,14 @@ def load_or_build_vocab(vocab_dir: str | os.PathLike, codecs: dict[str, str], *,
                 raise TimeoutError(f"rank {rank}: {vocab_dir}/vocab.json did not appear within {wait_s:.0f} s")
             time.sleep(0.5)
     if (vocab_dir / "vocab.json").exists():
-        return Vocabulary.load(vocab_dir, codecs=codecs or None, accept_hash_mismatch=accept_hash_mismatch)
+        vocab = Vocabulary.load(vocab_dir, codecs=codecs or None, accept_hash_mismatch=accept_hash_mismatch)
+        if with_mask and vocab.specials.mask is None:
+            raise ValueError(f"{vocab_dir} was built without <|mask|>; build a new vocabulary with it (the ids shift)")
+        return vocab
     if not codecs:
         raise ValueError(f"--vocab {vocab_dir} does not exist yet: pass --codecs text=DIR,image=DIR,... to build it")
     vocab = Vocabulary.build(codecs, audio_pattern=audio_pattern, max_height=max_height, max_width=max_width,
-                             max_frames=max_frames)
+                             max_frames=max_frames, with_mask=with_mask)
     vocab.save(vocab_dir)
     print(f"built {vocab} -> {vocab_dir}")
     return vocab
@@ -416,6 +420,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="video frames kept per clip (default: the number the video codec was trained on)")
     parser.add_argument("--audio-pattern", default="delay", choices=["delay", "flatten"], help="when building")
     parser.add_argument("--max-size", type=int, default=64, help="largest code-grid height/width/frames (building)")
+    parser.add_argument("--with-mask", action="store_true",
+                        help="the vocabulary gets a <|mask|> id (masked-image training and decoding; building)")
     parser.add_argument("--accept-hash-mismatch", action="store_true")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     parser.add_argument("--views", type=int, default=1,
@@ -439,7 +445,7 @@ def run(args: argparse.Namespace) -> int:
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     vocab = load_or_build_vocab(args.vocab, parse_codecs(args.codecs), audio_pattern=args.audio_pattern,
                                 max_height=args.max_size, max_width=args.max_size, max_frames=args.max_size,
-                                accept_hash_mismatch=args.accept_hash_mismatch, rank=rank)
+                                accept_hash_mismatch=args.accept_hash_mismatch, rank=rank, with_mask=args.with_mask)
     image_size = args.image_size or codec_input_size(args.vocab, parse_codecs(args.codecs), "image")
     video_size = args.image_size or codec_input_size(args.vocab, parse_codecs(args.codecs), "video")
     sample_rate = args.sample_rate or getattr(vocab.codecs.get("audio"), "sample_rate", None)

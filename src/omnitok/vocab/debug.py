@@ -175,8 +175,9 @@ def debug_text_codec(vocab_size: int = 320):
 
 
 def debug_vocabulary(audio_pattern: str = "delay", image_levels: int = 1, audio_levels: int = 4,
-                     max_height: int = 8, max_width: int = 8, max_frames: int = 4):
-    """A complete vocabulary over the debug codecs (text BPE, 4x4-patch image/video, 80-sample audio frames)."""
+                     max_height: int = 8, max_width: int = 8, max_frames: int = 4, with_mask: bool = False):
+    """A complete vocabulary over the debug codecs (text BPE, 4x4-patch image/video, 80-sample audio frames);
+    ``with_mask`` adds ``<|mask|>``."""
     from omnitok.vocab.vocabulary import Vocabulary
 
     return Vocabulary.build(
@@ -190,4 +191,5 @@ def debug_vocabulary(audio_pattern: str = "delay", image_levels: int = 1, audio_
         max_height=max_height,
         max_width=max_width,
         max_frames=max_frames,
+        with_mask=with_mask,
     )

@@ -7,6 +7,9 @@ Layout (ids in this order, ``max_*`` set when the vocabulary is built)::
     7.. <|begin_text|> <|end_text|> <|begin_image|> <|end_image|> <|begin_audio|> <|end_audio|>
         <|begin_video|> <|end_video|>
     then <|h=1|> .. <|h=max_height|>, <|w=1|> .. <|w=max_width|>, <|f=1|> .. <|f=max_frames|>
+    then <|mask|> when the vocabulary is built with ``with_mask=True`` (a masked code of masked-image
+    training and decoding, MaskGIT arXiv 2202.04200); appended last, so every other id keeps its place and
+    vocabularies saved without it load unchanged
 
 ``<|uncond|>`` stands for a dropped condition (classifier-free guidance). ``<|eor|>`` closes every row of an
 image or video frame, so images of any aspect ratio are one sequence (Emu3, https://arxiv.org/abs/2409.18869).
@@ -36,12 +39,15 @@ class SpecialTokens:
     max_height: int = 64
     max_width: int = 64
     max_frames: int = 64
+    with_mask: bool = False  # one more special id, <|mask|>, after the size tokens
 
     def __post_init__(self) -> None:
         for name in ("max_height", "max_width", "max_frames"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if not isinstance(self.with_mask, bool):
+            raise ValueError(f"with_mask must be a bool, got {self.with_mask!r}")
 
     pad: int = 0
     bos: int = 1
@@ -71,9 +77,14 @@ class SpecialTokens:
         return self.width_base + self.max_width
 
     @property
+    def mask(self) -> int | None:
+        """id of <|mask|>, or None when the layout has none."""
+        return self.frames_base + self.max_frames if self.with_mask else None
+
+    @property
     def size(self) -> int:
         """Number of special ids (the first codec id)."""
-        return self.frames_base + self.max_frames
+        return self.frames_base + self.max_frames + int(self.with_mask)
 
     def names(self) -> list[str]:
         """Token strings of every special id, in id order."""
@@ -81,4 +92,6 @@ class SpecialTokens:
         out += [f"<|h={i}|>" for i in range(1, self.max_height + 1)]
         out += [f"<|w={i}|>" for i in range(1, self.max_width + 1)]
         out += [f"<|f={i}|>" for i in range(1, self.max_frames + 1)]
+        if self.with_mask:
+            out.append("<|mask|>")
         return out

@@ -161,9 +161,13 @@ class Vocabulary:
         max_width: int = 64,
         max_frames: int = 64,
         names: Mapping[str, str] | None = None,
+        with_mask: bool = False,
     ) -> Vocabulary:
-        """Lay out ids for ``codecs`` (modality -> Codec or codec folder), in the order text, image, audio, video."""
-        specials = SpecialTokens(max_height=max_height, max_width=max_width, max_frames=max_frames)
+        """Lay out ids for ``codecs`` (modality -> Codec or codec folder), in the order text, image, audio, video.
+
+        with_mask: add the special ``<|mask|>`` (masked-image training and ``method="masked"`` decoding)."""
+        specials = SpecialTokens(max_height=max_height, max_width=max_width, max_frames=max_frames,
+                                 with_mask=with_mask)
         loaded: dict[str, Codec] = {}
         sources: dict[str, Path] = {}
         for m, c in codecs.items():
@@ -223,6 +227,7 @@ class Vocabulary:
                 "max_height": sp.max_height,
                 "max_width": sp.max_width,
                 "max_frames": sp.max_frames,
+                **({"with_mask": True} if sp.with_mask else {}),  # absent = False: older files hash the same
                 "names": sp.names(),
             },
             "codecs": {m: asdict(e) for m, e in self.entries.items()},
@@ -256,6 +261,14 @@ class Vocabulary:
     @property
     def uncond_id(self) -> int:
         return self.specials.uncond
+
+    @property
+    def mask_id(self) -> int:
+        """id of ``<|mask|>``; a :class:`VocabularyError` when the vocabulary was built without it."""
+        if self.specials.mask is None:
+            raise VocabularyError("this vocabulary has no <|mask|> id; build it with with_mask=True "
+                                  "(omnitok tokenize --with-mask, or vocab: {with_mask: true} in a quickstart preset)")
+        return self.specials.mask
 
     def begin_id(self, modality: str) -> int:
         return self.specials.begin(modality)
@@ -381,7 +394,8 @@ class Vocabulary:
             info = json.loads(path.read_text())
             sp = info["specials"]
             specials = SpecialTokens(
-                max_height=int(sp["max_height"]), max_width=int(sp["max_width"]), max_frames=int(sp["max_frames"])
+                max_height=int(sp["max_height"]), max_width=int(sp["max_width"]), max_frames=int(sp["max_frames"]),
+                with_mask=bool(sp.get("with_mask", False)),
             )
             entries = {m: CodecEntry(**e) for m, e in info["codecs"].items()}
             audio_pattern = info["audio_pattern"]
