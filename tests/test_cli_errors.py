@@ -103,3 +103,14 @@ def test_large_picture_without_a_recorded_codec_size_is_refused(run_dir, cli_err
     Image.new("RGB", (600, 600), (10, 20, 30)).save(big)
     cli_error(gen(run_dir, "--to", "text", "--from", str(big), "--max-new-tokens", "3"),
               "600 x 600 pixels is larger than 512 px")
+
+
+@pytest.mark.parametrize("override, match", [
+    ("lr=abc", r"lr = 'abc' \(str\) is not a valid float"),
+    ("batch_size=2.5", r"batch_size = 2.5 \(float\) is not a valid int"),
+    ("seq_len=0", r"train.seq_len must be >= 1"),
+    ("n_layer=true", r"n_layer = True \(bool\) is not a valid int"),
+])
+def test_train_lm_preset_values_are_checked(cli_error, override, match, tmp_path):
+    cli_error(["train", "lm", "--preset", "debug", "--data", "synthetic:vocab=32", "--out", str(tmp_path / "r"),
+               "--no-progress", override], match)

@@ -30,7 +30,6 @@ import json
 import os
 import resource
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -486,11 +485,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.limit is not None:
         overrides.append(f"eval.limit={int(args.limit)}")
-    try:
-        report = run_pipeline(args.preset, args.out, data_root=args.root, overrides=overrides, device=args.device,
-                                redo={s for s in args.redo.split(",") if s}, progress=not args.no_progress)
-    except ValueError as e:
-        print(f"omnitok quickstart: {e}", file=sys.stderr)
-        return 2
+    report = run_pipeline(args.preset, args.out, data_root=args.root, overrides=overrides, device=args.device,
+                          redo={s for s in args.redo.split(",") if s}, progress=not args.no_progress)
     print(f"report: {report}")
     return 0

@@ -86,3 +86,36 @@ def test_recorded_generation_config_is_the_default(mv):
     assert torch.equal(out.ids[0], again.ids[0])  # temperature 0 recorded: greedy, the seed does not matter
     assert tuple(explicit.outputs[0].codes.shape[:2]) == (3, 4)  # an explicit grid wins
     assert tuple(plain.outputs[0].codes.shape[:2]) != (2, 3)
+
+
+# ----- fuzzed: whatever a caller passes as a grid, the answer is a valid grid or a ValueError ----------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ANY = st.one_of(st.integers(-3, 10**7), st.floats(allow_nan=True), st.booleans(), st.text(max_size=3),
+                 st.none())
+
+
+@settings(max_examples=150, deadline=None)
+@given(produce=st.sampled_from(["image", "video", "audio", "text"]),
+       grid=st.one_of(st.lists(_ANY, max_size=4).map(tuple), _ANY))
+def test_check_grid_never_fails_otherwise(mv, produce, grid):
+    _, vocab = mv
+    try:
+        out = check_grid(vocab, produce, grid, 256)
+    except ValueError:
+        return
+    assert all(isinstance(g, int) and g >= 1 for g in out) and len(out) == {"image": 2, "video": 3, "audio": 1}[produce]
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(alphabet="0123456789xX ab-.", max_size=12), produce=st.sampled_from(["image", "video", "audio"]))
+def test_parse_grid_never_fails_otherwise(text, produce):
+    from omnitok.generation.commands import parse_grid
+
+    try:
+        out = parse_grid(text, produce)
+    except ValueError as e:
+        assert "--grid" in str(e)
+        return
+    assert all(isinstance(g, int) for g in out)

@@ -88,14 +88,17 @@ def test_data_accepts_split_task_and_tokens_root(tmp_path):
             d = tmp_path / "tokens" / task / split
             d.mkdir(parents=True)
             (d / "part-r00000.json").write_text("{}")
-    (tmp_path / "tokens" / "DONE").write_text(json.dumps([{"data": "digits:caption2image", "ratio": 3.0},
-                                                          {"data": "speech:speech2transcript", "ratio": 0.5}]))
     root = tmp_path / "tokens"
     split = root / "digits-caption2image" / "train"
+    speech = root / "speech-speech2transcript" / "train"
+    assert expand_data(str(root)) == f"{split}@1,{speech}@1"  # no record: sorted, ratio 1
+    # the quickstart's record: its order (a resume needs the sources in the order it trained with) and ratios
+    (tmp_path / "tokens" / "DONE").write_text(json.dumps([{"data": "speech:speech2transcript", "ratio": 0.5},
+                                                          {"data": "digits:caption2image", "ratio": 3.0}]))
     assert expand_data(str(split)) == str(split)
     assert expand_data(f"{root / 'digits-caption2image'}@2") == f"{split}@2"
-    assert expand_data(str(root)) == f"{split}@3,{root / 'speech-speech2transcript' / 'train'}@0.5"
-    assert expand_data(f"{root}@2") == f"{split}@6,{root / 'speech-speech2transcript' / 'train'}@1"
+    assert expand_data(str(root)) == f"{speech}@0.5,{split}@3"
+    assert expand_data(f"{root}@2") == f"{speech}@1,{split}@6"
     with pytest.raises(ValueError, match="is not a token-shard folder .* or a tokens root"):
         expand_data(str(tmp_path))
     with pytest.raises(ValueError, match="does not exist"):

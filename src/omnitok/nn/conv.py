@@ -84,8 +84,16 @@ class ConvAttention2d(nn.Module):
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
 
+    #: most positions attended over: a 128 x 128 feature map (a 512 px image at f = 4) already needs 1 GiB of
+    #: attention weights per image; a 4000 px photo would ask for terabytes, so it is refused with a message
+    MAX_POSITIONS = 128 * 128
+
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, C, H, W)
         b, c, h, w = x.shape
+        if h * w > self.MAX_POSITIONS:
+            raise ValueError(f"codec attention over a {h} x {w} feature map ({h * w:,} positions) is more than the "
+                             f"{self.MAX_POSITIONS:,} it takes: the input is too large for this codec; resize it "
+                             "to the size the codec was trained on")
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1)  # (B, HW, C) each
         out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from omnitok._validate import check_fields
 from omnitok.model.config import ModelConfig, apply_overrides, load_preset
 from omnitok.model.transformer import Transformer, lm_loss
 from omnitok.train import distributed as dist_utils
@@ -80,12 +81,22 @@ class TrainConfig:
     halt_after: int = 0  # stop after this optimizer step as if killed (tests of --resume); 0 = off
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown train keys {unknown}; expected some of {sorted(names)}")
+    def from_dict(cls, d: dict[str, Any], where: str = "train") -> TrainConfig:
+        """Build from a mapping whose keys and value types are checked first (``where`` names its source)."""
+        check_fields(cls, d, where)
         return cls(**d)
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "batch_size", "grad_accum", "max_steps", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "eval_every", "eval_batches", "save_every", "halt_after", "keep_checkpoints",
+                     "weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1 or not 0 <= self.cfg_dropout < 1:
+            raise ValueError(f"train.lr must be > 0, min_lr_ratio in [0, 1] and cfg_dropout in [0, 1); got "
+                             f"{self.lr}, {self.min_lr_ratio}, {self.cfg_dropout}")
 
 
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -189,8 +200,9 @@ def make_source(data: str, tc: TrainConfig, split: str, rank: int, world: int,
 def expand_data(data: str) -> str:
     """``--data`` as written by a user -> comma-separated split folders with ratios. Each item (``DIR`` or
     ``DIR@ratio``) may be a split folder (``.../train``, holding ``part-r*.json``), a task folder (its ``train``
-    split is used) or a tokens root such as ``quickstart/tokens`` (every task folder under it, with the mixture
-    ratios recorded in its ``DONE`` file by the quickstart, else 1 each; a ratio on the root scales them)."""
+    split is used) or a tokens root such as ``quickstart/tokens`` (every task folder under it, in the order and
+    with the mixture ratios the quickstart recorded in its ``DONE`` file, else sorted and 1 each; a ratio on the
+    root scales them)."""
     if data.startswith("synthetic"):
         return data
 
@@ -222,6 +234,8 @@ def expand_data(data: str) -> str:
                 except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
                     raise ValueError(f"--data: {done} is not the tokenize record the quickstart writes ({e!r})") from e
             scale = float(ratio) if ratio else 1.0
+            order = list(recorded)  # the quickstart's own order: a resume must see its sources in the same order
+            tasks.sort(key=lambda t: (order.index(t.name), "") if t.name in order else (len(order), t.name))
             out += [f"{t / 'train'}@{recorded.get(t.name, 1.0) * scale:g}" for t in tasks]
     return ",".join(out)
 
@@ -365,7 +379,7 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
         model_cfg["extra"] = extra
     if model_cfg["vocab_size"] < source.vocab_size:
         raise ValueError(f"model.vocab_size {model_cfg['vocab_size']} < the data's vocabulary {source.vocab_size}")
-    mcfg = ModelConfig.from_dict(model_cfg)
+    mcfg = ModelConfig.from_dict(model_cfg, where="model (the preset's model section and overrides)")
     if tc.seq_len > mcfg.max_seq_len:
         raise ValueError(f"train.seq_len {tc.seq_len} exceeds model.max_seq_len {mcfg.max_seq_len}")
     model = Transformer(mcfg).to(info.device)
@@ -611,13 +625,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        preset = load_preset(args.preset)
-        cfg = apply_overrides(preset, list(args.overrides), train_keys=TRAIN_KEYS)
-        tc = TrainConfig.from_dict(cfg["train"])
-    except ValueError as e:
-        print(f"omnitok train lm: {e}", file=sys.stderr)
-        return 2
+    preset = load_preset(args.preset)  # errors are one line from the CLI (cli.main)
+    cfg = apply_overrides(preset, list(args.overrides), train_keys=TRAIN_KEYS)
+    tc = TrainConfig.from_dict(cfg["train"], where=f"--preset {args.preset} (train section and overrides)")
     out = args.out or f"runs/lm-{args.preset}"
     rec = train(cfg["model"], tc, args.data, out, resume=args.resume, progress=not args.no_progress,
                 device=args.device)
