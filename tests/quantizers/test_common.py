@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from omnitok.quantizers.base import Quantizer, QuantizerOutput
+from omnitok.quantizers.fsq import FSQ
+from omnitok.quantizers.gumbel import GumbelVQ
 
 # (id, module, class name, factory from the class) -- small sizes so each case runs in milliseconds
 CASES: list[tuple[str, str, str, Callable[[type], Quantizer]]] = [
@@ -161,3 +163,46 @@ def test_bad_input(factory: Callable[[], Quantizer]) -> None:
         q.codes_to_latents(torch.zeros(2, q.num_codebooks + 1, dtype=torch.long))
     with pytest.raises(ValueError, match="integer"):
         q.codes_to_latents(codes.float())
+
+
+@pytest.mark.parametrize("factory", PARAMS)
+def test_eval_codes_equal_train_codes(factory: Callable[[], Quantizer]) -> None:
+    """Skipping the metrics in eval changes no code: a training forward and an eval forward of the same state
+    give the same codes (Gumbel samples in training by design, so only its eval codes are pinned: the argmax)."""
+    import copy
+
+    q = _make(factory).train()
+    q(_data(q.dim, seed=3))  # one training step first: k-means init, EMA, ...
+    x = _data(q.dim, shape=(4, 64), seed=4)
+    frozen = copy.deepcopy(q).eval()
+    with torch.no_grad():
+        eval_out = frozen(x)
+    assert "usage" not in eval_out.metrics  # inference computes no usage histogram
+    if isinstance(q, GumbelVQ):
+        logits = frozen.to_logits(x.reshape(-1, q.dim))  # (N, K)
+        assert torch.equal(eval_out.codes.reshape(-1), logits.argmax(-1))
+        return
+    if hasattr(q, "quantizer_dropout"):
+        q.quantizer_dropout = 0.0  # dropped levels are looked up like in eval, but keep the test exact
+    train_out = q.train()(x)
+    assert torch.equal(train_out.codes, eval_out.codes)
+
+
+@pytest.mark.parametrize("factory", PARAMS)
+def test_eval_metrics_on_request(factory: Callable[[], Quantizer]) -> None:
+    """Usage metrics: always in training; in eval only after track_metrics(), and equal to the codes' own usage."""
+    q = _make(factory).train()
+    x = _data(q.dim, shape=(4, 64), seed=5)
+    assert {"usage", "perplexity", "dead_codes"} <= set(q(x).metrics)
+    q.eval()
+    with torch.no_grad():
+        assert not {"usage", "perplexity", "dead_codes"} & set(q(x).metrics)
+        out = q.track_metrics()(x)
+        assert {"usage", "perplexity", "dead_codes"} <= set(out.metrics)
+        per_codebook = [out.codes[..., g].unique().numel() / q.codebook_size for g in range(q.num_codebooks)]
+        pooled = out.codes.unique().numel() / q.codebook_size  # FSQ's groups share one implicit codebook
+        expected = pooled if isinstance(q, FSQ) else sum(per_codebook) / len(per_codebook)
+        assert float(out.metrics["usage"]) == pytest.approx(expected, rel=1e-5)
+        assert 1.0 <= float(out.metrics["perplexity"]) <= q.codebook_size
+        assert "usage" not in q.track_metrics(False)(x).metrics
+    assert "usage" in q.train()(x).metrics  # training computes them whatever was asked for eval

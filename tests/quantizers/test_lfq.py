@@ -124,7 +124,7 @@ def test_entropy_loss_spreads_codes() -> None:
         opt.step()
         first = out.metrics["codebook_entropy"] if first is None else first
     assert out.metrics["codebook_entropy"] > first + 1.0
-    assert q.eval()(x).metrics["usage"] * 256 > 10
+    assert q.eval().track_metrics()(x).metrics["usage"] * 256 > 10  # eval metrics on request
 
 
 def test_commitment_loss_and_bad_input() -> None:

@@ -182,7 +182,7 @@ def test_kmeans_and_restart_prevent_collapse(seed: int, mixture) -> None:  # typ
         vq = VectorQuantizer(8, 64, kmeans_init=good, restart_threshold=0.1 if good else 0.0)
         for _ in range(20):
             vq(sample(1024))
-        vq.eval()
+        vq.eval().track_metrics()  # usage in eval: on request
         with torch.no_grad():
             usage[good] = float(vq(sample(4096)).metrics["usage"])
     assert usage[True] > 0.9

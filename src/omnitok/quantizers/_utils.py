@@ -197,8 +197,14 @@ def factorized_bit_entropy(
 
 
 def bits_to_index(bits: Tensor) -> Tensor:
-    """(..., d) {0,1} bits, most significant first -> (...,) int64 index."""
+    """(..., d) {0,1} bits (bool or integer), most significant first -> (...,) int64 index."""
     d = bits.shape[-1]
+    if bits.device.type == "cpu":
+        # one integer matrix-vector product: exact, and 2-3x faster on a CPU than a (..., d) int64 product
+        # and a sum; int32 while the index fits (d <= 31). CUDA has no integer mv, hence the other branch.
+        dtype = torch.int32 if d <= 31 else torch.long
+        weights = 1 << torch.arange(d - 1, -1, -1, dtype=dtype)  # (d,)
+        return torch.mv(bits.reshape(-1, d).to(dtype), weights).long().reshape(bits.shape[:-1])
     weights = 1 << torch.arange(d - 1, -1, -1, device=bits.device, dtype=torch.long)
     return (bits.long() * weights).sum(-1)
 

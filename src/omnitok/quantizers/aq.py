@@ -151,6 +151,8 @@ class AdditiveVQ(Quantizer):
             loss = (x.sum() + q.sum()) * 0.0
         latents = apply_estimator(x, q, self.gradient_estimator)
         metrics: dict[str, Tensor] = {}
+        if not self.wants_metrics:
+            return QuantizerOutput(latents=latents, codes=codes, loss=loss, metrics=metrics)
         per: list[dict[str, Tensor]] = []
         for m in range(self.num_codebooks):
             counts = code_histogram(codes[:, m], self.codebook_size).to(x.device)

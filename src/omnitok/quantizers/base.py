@@ -22,7 +22,9 @@ class QuantizerOutput:
     latents: (B, ..., D) quantized latents; straight-through (or rotation-trick) gradients in training.
     codes:   (B, ..., num_codebooks) int64 indices, each in [0, codebook_size).
     loss:    scalar auxiliary loss (commitment, codebook, entropy, ...), already weighted.
-    metrics: detached scalars: usage, perplexity, dead codes, ...
+    metrics: detached scalars: usage, perplexity, dead codes, ... -- computed in training mode, and in eval
+             mode only when asked for (:meth:`Quantizer.track_metrics`); otherwise empty or nearly so in eval,
+             so inference pays for no histogram over the codebook.
     """
 
     latents: Tensor
@@ -40,6 +42,8 @@ class Quantizer(nn.Module, ABC):
 
     #: input feature dimension D
     dim: int
+    #: compute usage metrics in eval mode too (training always does); set with :meth:`track_metrics`
+    eval_metrics: bool = False
 
     @property
     @abstractmethod
@@ -52,6 +56,19 @@ class Quantizer(nn.Module, ABC):
         return 1
 
     # ----- public API -------------------------------------------------------------------------
+    @property
+    def wants_metrics(self) -> bool:
+        """Whether the next forward computes usage metrics: in training, or in eval when asked for."""
+        return self.training or self.eval_metrics
+
+    def track_metrics(self, on: bool = True) -> Quantizer:
+        """Compute usage / perplexity metrics in eval mode too (``on``) or only in training (``False``), for
+        this quantizer and every quantizer inside it (RVQ levels, PQ groups); returns ``self``."""
+        for m in self.modules():
+            if isinstance(m, Quantizer):
+                m.eval_metrics = on
+        return self
+
     def forward(self, x: Tensor) -> QuantizerOutput:
         """Quantize channel-last latents ``x`` of shape (B, ..., D)."""
         check_latents(x, self.dim, type(self).__name__)

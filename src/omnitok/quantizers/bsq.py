@@ -16,23 +16,12 @@ from __future__ import annotations
 
 import math
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from omnitok.quantizers._utils import (
-    DENSE_USAGE_LIMIT,
-    UsageTracker,
-    bits_to_index,
-    codes_usage_metrics,
-    factorized_bit_entropy,
-    index_to_bits,
-    straight_through_exact,
-)
-from omnitok.quantizers.base import Quantizer, QuantizerOutput
+from omnitok.quantizers._binary import BinaryQuantizer
 
 
-class BSQ(Quantizer):
+class BSQ(BinaryQuantizer):
     """Binary spherical quantizer with an implicit 2^bits codebook.
 
     Args:
@@ -59,65 +48,15 @@ class BSQ(Quantizer):
         entropy_group_size: int = 1,
         eps: float = 1e-6,
     ) -> None:
-        super().__init__()
-        if not 1 <= bits <= 62:
-            raise ValueError(f"BSQ: bits must be in [1, 62] (codebook 2^bits), got bits={bits}")
-        if dim < 1:
-            raise ValueError(f"BSQ: dim must be >= 1, got dim={dim}")
-        if entropy_group_size < 1:
-            raise ValueError(f"BSQ: entropy_group_size must be >= 1, got {entropy_group_size}")
-        self.dim = dim
-        self.bits = bits
-        self.entropy_weight = entropy_weight
-        self.diversity_gamma = diversity_gamma
-        self.commitment_weight = commitment_weight
-        self.inv_temperature = inv_temperature
-        self.entropy_group_size = entropy_group_size
+        super().__init__(dim, bits, entropy_weight, diversity_gamma, commitment_weight, inv_temperature,
+                         entropy_group_size)
         self.eps = eps
         self.scale = 1.0 / math.sqrt(bits)
-        self.project_in: nn.Module = nn.Linear(dim, bits) if dim != bits else nn.Identity()
-        self.project_out: nn.Module = nn.Linear(bits, dim) if dim != bits else nn.Identity()
-        self._size = 1 << bits
-        self.tracker = UsageTracker(self._size) if self._size <= DENSE_USAGE_LIMIT else None
+        self.value = self.scale  # codes in {-1/sqrt(d), 1/sqrt(d)}^d: unit vectors
 
-    @property
-    def codebook_size(self) -> int:
-        return self._size
+    def normalise(self, z: Tensor) -> Tensor:
+        return z / z.norm(dim=-1, keepdim=True).clamp_min(self.eps)  # (N, d) on the unit sphere
 
-    def quantize(self, x: Tensor) -> QuantizerOutput:
-        z = self.project_in(x)  # (N, d)
-        u = z / z.norm(dim=-1, keepdim=True).clamp_min(self.eps)  # (N, d) on the unit sphere
-        positive = u > 0
-        q = torch.where(positive, self.scale, -self.scale).to(u.dtype)  # (N, d), unit norm
-        codes = bits_to_index(positive).unsqueeze(-1)  # (N, 1)
-        latents = self.project_out(straight_through_exact(u, q))  # (N, D)
-
-        loss = self.commitment_weight * F.mse_loss(u, q)
-        metrics = codes_usage_metrics(codes, self._size, self.tracker if self.training else None)
-        if self.training and self.entropy_weight > 0:
-            logits = 2 * self.inv_temperature * self.scale * u  # (N, d) per-bit logits
-            per_sample, codebook = factorized_bit_entropy(logits, self.entropy_group_size)
-            loss = loss + self.entropy_weight * (per_sample - self.diversity_gamma * codebook)
-            metrics["per_sample_entropy"] = per_sample.detach()
-            metrics["codebook_entropy"] = codebook.detach()
-        return QuantizerOutput(latents, codes, loss, metrics)
-
-    def codes_to_latents_flat(self, codes: Tensor) -> Tensor:
-        return self.project_out(self.index_to_code(codes[:, 0]))
-
-    def index_to_code(self, index: Tensor) -> Tensor:
-        """(...,) index in [0, 2^bits) -> (..., bits) unit code in {-1/sqrt(d), 1/sqrt(d)}^d."""
-        bits = index_to_bits(index, self.bits)
-        return torch.where(bits.bool(), self.scale, -self.scale).to(self._float_dtype())
-
-    def code_to_index(self, code: Tensor) -> Tensor:
-        """(..., bits) code (its sign is used) -> (...,) index in [0, 2^bits)."""
-        return bits_to_index(code > 0)
-
-    def _float_dtype(self) -> torch.dtype:
-        for p in self.parameters():
-            return p.dtype
-        return torch.get_default_dtype()
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, bits={self.bits}, entropy_group_size={self.entropy_group_size}"
+    def entropy_logits(self, u: Tensor) -> Tensor:
+        # q(c | u) ~ exp(inv_temperature * <u, c>): p(c_i > 0) = sigmoid(2 * inv_temperature * u_i / sqrt(d))
+        return 2 * self.inv_temperature * self.scale * u

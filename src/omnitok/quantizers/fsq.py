@@ -96,14 +96,21 @@ class FSQ(Quantizer):
         z = self.project_in(x)  # (N, G * d)
         n = z.shape[0]
         z = z.reshape(n, self.groups, self.codebook_dim)  # (N, G, d)
-        b = self.bound(z)  # (N, G, d) continuous digit in (-0.5, L - 0.5)
-        digits = torch.clamp(b.detach().round(), min=torch.zeros_like(self._top), max=self._top)  # [0, L-1]
-        scaled = self._scale(digits)  # (N, G, d) grid values in [-1, 1]
-        if torch.is_grad_enabled() and b.requires_grad:
-            scaled = straight_through_exact(self._scale(b), scaled)
+        grad = torch.is_grad_enabled() and z.requires_grad
+        # Without a gradient no intermediate is needed again: bound, round, clamp and scale in place, in the
+        # projection's output (never in the caller's x), with the same arithmetic as the out-of-place path.
+        in_place = not grad and z.data_ptr() != x.data_ptr()
+        b = self.bound(z, out=z if in_place else None)  # (N, G, d) continuous digit in (-0.5, L - 0.5)
+        digits = b.detach().round() if grad else b.round_()
+        digits.clamp_(min=torch.zeros_like(self._top), max=self._top)  # [0, L-1]
         codes = self.digits_to_index(digits)  # (N, G)
+        scaled = self._scale(digits) if grad else self._scale_(digits)  # (N, G, d) grid values in [-1, 1]
+        if grad:
+            scaled = straight_through_exact(self._scale(b), scaled)
         latents = self.project_out(scaled.reshape(n, -1))  # (N, D)
-        metrics = codes_usage_metrics(codes, self._size, self.tracker if self.training else None)
+        metrics: dict[str, Tensor] = {}
+        if self.wants_metrics:
+            metrics = codes_usage_metrics(codes, self._size, self.tracker if self.training else None)
         return QuantizerOutput(latents, codes, x.new_zeros(()), metrics)
 
     def codes_to_latents_flat(self, codes: Tensor) -> Tensor:
@@ -112,12 +119,25 @@ class FSQ(Quantizer):
         return self.project_out(scaled.reshape(codes.shape[0], -1))
 
     # ----- the maps (public so they can be tested and reused) ---------------------------------
-    def bound(self, z: Tensor) -> Tensor:
-        """(..., d) -> (..., d) continuous digit ``tanh(z) * h + (L - 1) / 2`` in (-0.5, L - 0.5)."""
-        return torch.addcmul(self._centre.to(z.dtype), torch.tanh(z), self._half.to(z.dtype))
+    def bound(self, z: Tensor, out: Tensor | None = None) -> Tensor:
+        """(..., d) -> (..., d) continuous digit ``tanh(z) * h + (L - 1) / 2`` in (-0.5, L - 0.5); written into
+        ``out`` when given (``out=z`` bounds in place)."""
+        t = torch.tanh(z) if out is None else torch.tanh(z, out=out)
+        return torch.addcmul(self._centre.to(z.dtype), t, self._half.to(z.dtype), out=out)
 
     def digits_to_index(self, digits: Tensor) -> Tensor:
         """(..., d) digits in [0, L) (integer or integer-valued float) -> (...,) mixed-radix index."""
+        if digits.device.type == "cpu":
+            # one mat-vec, faster than an int64 product + sum: in the digits' own float dtype while every partial
+            # sum is an integer below 2^mantissa (exact in any order), else in int32 / int64
+            if (digits.dtype == torch.float32 and self._size <= 2**24) or (
+                digits.dtype == torch.float64 and self._size <= 2**53
+            ):
+                dtype = digits.dtype
+            else:
+                dtype = torch.int32 if self._size <= 2**31 else torch.long
+            flat = digits.reshape(-1, self.codebook_dim).to(dtype)  # (M, d)
+            return torch.mv(flat, self._basis.to(dtype)).long().reshape(digits.shape[:-1])
         return (digits.long() * self._basis).sum(-1)  # int64: exact (a float matmul could run in TF32)
 
     def index_to_digits(self, index: Tensor) -> Tensor:
@@ -140,6 +160,11 @@ class FSQ(Quantizer):
         """digits (continuous or exact) -> values in [-1, 1]: (digit - c) / c with c = (L - 1) / 2."""
         centre = self._centre.to(digits.dtype)
         return (digits - centre) / centre
+
+    def _scale_(self, digits: Tensor) -> Tensor:
+        """:meth:`_scale` in place (the same two operations, so the same values)."""
+        centre = self._centre.to(digits.dtype)
+        return digits.sub_(centre).div_(centre)
 
     def _float_dtype(self) -> torch.dtype:
         for p in self.parameters():

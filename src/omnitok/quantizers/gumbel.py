@@ -118,8 +118,8 @@ class GumbelVQ(Quantizer):
         else:
             codes = logits.argmax(-1, keepdim=True)  # (N, 1)
             latents = self.codes_to_latents_flat(codes)
-            metrics = codes_usage_metrics(codes, self._size)
-        metrics["kl_to_uniform"] = kl.detach()
+            metrics = codes_usage_metrics(codes, self._size) if self.eval_metrics else {}
+        metrics["kl_to_uniform"] = kl.detach()  # the loss term itself: no extra work
         return QuantizerOutput(latents, codes, loss, metrics)
 
     def codes_to_latents_flat(self, codes: Tensor) -> Tensor:

@@ -21,23 +21,12 @@ p(c_i = +1) = sigmoid(4 * inv_temperature * z_i), so
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from omnitok.quantizers._utils import (
-    DENSE_USAGE_LIMIT,
-    UsageTracker,
-    bits_to_index,
-    codes_usage_metrics,
-    factorized_bit_entropy,
-    index_to_bits,
-    straight_through_exact,
-)
-from omnitok.quantizers.base import Quantizer, QuantizerOutput
+from omnitok.quantizers._binary import BinaryQuantizer
 
 
-class LFQ(Quantizer):
+class LFQ(BinaryQuantizer):
     """Sign quantizer with an implicit 2^bits codebook and MAGVIT-v2's entropy loss.
 
     Args:
@@ -52,6 +41,8 @@ class LFQ(Quantizer):
     The entropy loss is only computed in training mode; in eval the loss is the commitment term.
     """
 
+    value = 1.0  # codes in {-1, +1}^bits
+
     def __init__(
         self,
         dim: int,
@@ -62,63 +53,9 @@ class LFQ(Quantizer):
         inv_temperature: float = 100.0,
         entropy_group_size: int = 6,
     ) -> None:
-        super().__init__()
-        if not 1 <= bits <= 62:
-            raise ValueError(f"LFQ: bits must be in [1, 62] (codebook 2^bits), got bits={bits}")
-        if dim < 1:
-            raise ValueError(f"LFQ: dim must be >= 1, got dim={dim}")
-        if entropy_group_size < 1:
-            raise ValueError(f"LFQ: entropy_group_size must be >= 1, got {entropy_group_size}")
-        self.dim = dim
-        self.bits = bits
-        self.entropy_weight = entropy_weight
-        self.diversity_gamma = diversity_gamma
-        self.commitment_weight = commitment_weight
-        self.inv_temperature = inv_temperature
-        self.entropy_group_size = entropy_group_size
-        self.project_in: nn.Module = nn.Linear(dim, bits) if dim != bits else nn.Identity()
-        self.project_out: nn.Module = nn.Linear(bits, dim) if dim != bits else nn.Identity()
-        self._size = 1 << bits
-        self.tracker = UsageTracker(self._size) if self._size <= DENSE_USAGE_LIMIT else None
+        super().__init__(dim, bits, entropy_weight, diversity_gamma, commitment_weight, inv_temperature,
+                         entropy_group_size)
 
-    @property
-    def codebook_size(self) -> int:
-        return self._size
-
-    def quantize(self, x: Tensor) -> QuantizerOutput:
-        z = self.project_in(x)  # (N, d)
-        positive = z > 0
-        q = torch.where(positive, 1.0, -1.0).to(z.dtype)  # (N, d) in {-1, +1}
-        codes = bits_to_index(positive).unsqueeze(-1)  # (N, 1)
-        latents = self.project_out(straight_through_exact(z, q))  # (N, D)
-
-        loss = self.commitment_weight * F.mse_loss(z, q)
-        metrics = codes_usage_metrics(codes, self._size, self.tracker if self.training else None)
-        if self.training and self.entropy_weight > 0:
-            per_sample, codebook = factorized_bit_entropy(
-                4 * self.inv_temperature * z, self.entropy_group_size
-            )
-            loss = loss + self.entropy_weight * (per_sample - self.diversity_gamma * codebook)
-            metrics["per_sample_entropy"] = per_sample.detach()
-            metrics["codebook_entropy"] = codebook.detach()
-        return QuantizerOutput(latents, codes, loss, metrics)
-
-    def codes_to_latents_flat(self, codes: Tensor) -> Tensor:
-        q = index_to_bits(codes[:, 0], self.bits).to(self._float_dtype()) * 2 - 1  # (N, d)
-        return self.project_out(q)
-
-    def index_to_code(self, index: Tensor) -> Tensor:
-        """(...,) index in [0, 2^bits) -> (..., bits) code in {-1, +1}."""
-        return index_to_bits(index, self.bits).to(self._float_dtype()) * 2 - 1
-
-    def code_to_index(self, code: Tensor) -> Tensor:
-        """(..., bits) code (its sign is used) -> (...,) index in [0, 2^bits)."""
-        return bits_to_index(code > 0)
-
-    def _float_dtype(self) -> torch.dtype:
-        for p in self.parameters():
-            return p.dtype
-        return torch.get_default_dtype()
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, bits={self.bits}, entropy_group_size={self.entropy_group_size}"
+    def entropy_logits(self, u: Tensor) -> Tensor:
+        # softmax_c(-inv_temperature * ||z - c||^2) over c in {-1, 1}^d: p(c_i = +1) = sigmoid(4 * inv_temperature * z_i)
+        return 4 * self.inv_temperature * u

@@ -53,8 +53,9 @@ class ProductVQ(Quantizer):
         metrics: dict[str, Tensor] = {}
         for g, o in enumerate(outs):
             metrics.update({f"group{g}/{k}": v for k, v in o.metrics.items()})
-        for key in ("usage", "perplexity", "dead_codes"):
-            metrics[key] = torch.stack([o.metrics[key] for o in outs]).mean()
+        if all("usage" in o.metrics for o in outs):  # training, or eval with track_metrics()
+            for key in ("usage", "perplexity", "dead_codes"):
+                metrics[key] = torch.stack([o.metrics[key] for o in outs]).mean()
         return QuantizerOutput(
             latents=torch.cat([o.latents for o in outs], dim=-1),  # (N, D)
             codes=torch.cat([o.codes for o in outs], dim=-1),  # (N, G)

@@ -143,14 +143,16 @@ class ResidualVQ(Quantizer):
                     idx, q = self.levels[i].encode_flat(rest)
                     rest = rest - q
                     codes.append(idx[:, None])
-                    metrics.update(
-                        {
-                            f"level{i}/{k}": v
-                            for k, v in usage_metrics(code_histogram(idx, self.codebook_size)).items()
-                        }
-                    )
-        for key in ("usage", "perplexity", "dead_codes"):
-            metrics[key] = torch.stack([metrics[f"level{i}/{key}"] for i in range(n_req)]).mean()
-        metrics["active_quantizers"] = torch.tensor(float(n_use))
+                    if self.wants_metrics:
+                        metrics.update(
+                            {
+                                f"level{i}/{k}": v
+                                for k, v in usage_metrics(code_histogram(idx, self.codebook_size)).items()
+                            }
+                        )
+        if all(f"level{i}/usage" in metrics for i in range(n_req)):  # training, or eval with track_metrics()
+            for key in ("usage", "perplexity", "dead_codes"):
+                metrics[key] = torch.stack([metrics[f"level{i}/{key}"] for i in range(n_req)]).mean()
+        metrics["active_quantizers"] = torch.tensor(float(n_use))  # a count, not a histogram: always there
         assert latents is not None  # n_use >= 1
         return QuantizerOutput(latents=latents, codes=torch.cat(codes, dim=1), loss=loss, metrics=metrics)

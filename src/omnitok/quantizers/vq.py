@@ -288,10 +288,13 @@ class VectorQuantizer(Quantizer):
         else:
             loss = z.sum() * 0.0
         latents = self.proj_out(apply_estimator(z, q, self.gradient_estimator))  # (N, D)
+        metrics: dict[str, Tensor] = {}
         if self.training:
             counts = self._update(z, idx)
-        else:
+        elif self.eval_metrics:
             counts = code_histogram(idx, self.codebook_size)
+        else:
+            return QuantizerOutput(latents=latents, codes=idx[:, None], loss=loss, metrics=metrics)
         metrics = usage_metrics(counts)
         metrics.update(self.usage_tracker.update(counts))
         return QuantizerOutput(latents=latents, codes=idx[:, None], loss=loss, metrics=metrics)
