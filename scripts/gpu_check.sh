@@ -18,7 +18,8 @@
 #   generate_B/L  benchmarks/generate.py, batch 1 and 64 vs HF  -> generate_B.json, generate_L.json
 #   train_lm_B/L  benchmarks/train_lm.py, MFU, compiled         -> train_lm_B.json, train_lm_L.json
 #   quantizers    benchmarks/quantizers.py --device cuda        -> quantizers.json
-# With --tiny the benchmarks run once each on the debug presets. Every stage writes <stage>.log; env.json holds
+# With --tiny the benchmarks run once each on the debug presets, and with --device cpu the GPU tests' bodies
+# run on the CPU (their plumbing; what compares CUDA with the CPU then compares the CPU with itself). Every stage writes <stage>.log; env.json holds
 # the GPU, driver, torch and peers, stamped into every result; summary.json and the table printed at the end hold
 # the stage outcomes and the figures against the targets. Exit status 0 when every stage succeeded.
 set -uo pipefail
@@ -38,7 +39,7 @@ while (($#)); do
     --wheels) WHEELS="$2"; shift 2 ;;
     --prepare) PREPARE=1; shift ;;
     --python-version) PYVER="$2"; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -126,8 +127,9 @@ if [[ "$DEVICE" == cuda ]] && ! command -v cc >/dev/null 2>&1 && ! command -v gc
   echo "gpu_check: no C compiler (triton needs one for torch.compile): train_lm runs eager"
 fi
 
+# the dry run on a CPU runs the GPU tests' bodies there (OMNITOK_GPU_TESTS_DEVICE, tests/gpu/conftest.py)
 run_stage tests "$( ((TINY)) && echo 60 || echo 150)" env OMNITOK_TEST_REPORT="$OUT/gpu_tests.json" \
-  "$PY" -m pytest -q -m gpu -rs -p no:cacheprovider tests/gpu
+  OMNITOK_GPU_TESTS_DEVICE="$DEVICE" "$PY" -m pytest -q -m gpu -rs -p no:cacheprovider tests/gpu
 
 if ((TINY)); then
   run_stage generate_debug 40 "$PY" benchmarks/generate.py --device "$DEVICE" --preset debug \

@@ -92,13 +92,15 @@ def closure(report: dict[str, Any], roots: list[str], python_version: str) -> li
     env = _target_env(python_version)
     by_name = {_norm(i["metadata"]["name"]): i for i in report["install"]}
 
-    def reach(start: list[str], stop: set[str]) -> dict[str, dict[str, Any]]:
+    def reach(start: list[str], stop: set[str], strict: bool) -> dict[str, dict[str, Any]]:
         todo, seen = list(start), {}
         while todo:
             name = todo.pop()
             if name in seen or name in stop:
                 continue
-            if name not in by_name:
+            if name not in by_name:  # torch's requirements as pip saw them may name what it left unresolved
+                if not strict:
+                    continue
                 raise SystemExit(f"prepare: {name} is required but pip's resolution does not contain it")
             seen[name] = by_name[name]
             for s in by_name[name]["metadata"].get("requires_dist", []):
@@ -107,8 +109,8 @@ def closure(report: dict[str, Any], roots: list[str], python_version: str) -> li
                     todo.append(_norm(r.name))
         return seen
 
-    with_torch = set(reach([SKIP], set())) if SKIP in by_name else set()
-    ours = reach([_norm(Requirement(r).name) for r in roots], with_torch)
+    with_torch = set(reach([SKIP], set(), strict=False)) if SKIP in by_name else set()
+    ours = reach([_norm(Requirement(r).name) for r in roots], with_torch, strict=True)
     return sorted(ours.values(), key=lambda i: _norm(i["metadata"]["name"]))
 
 

@@ -1,6 +1,9 @@
 """GPU tests: skipped with the reason where CUDA is absent; a JSON report of every outcome when
 ``OMNITOK_TEST_REPORT`` names a file (scripts/gpu_check.sh sets it).
 
+``OMNITOK_GPU_TESTS_DEVICE=cpu`` runs their bodies on the CPU instead (what needs CUDA itself then compares the
+CPU with itself): a check of their plumbing on a machine without a GPU, not of CUDA.
+
 The report holds, per test: outcome, seconds, the skip reason or the failure's last lines, and the figures a
 test recorded with ``record_property`` (differences between bf16 and fp32, code agreement, ...).
 """
@@ -22,7 +25,7 @@ _REPORT: dict[str, dict[str, Any]] = {}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() or os.environ.get("OMNITOK_GPU_TESTS_DEVICE") == "cpu":
         return
     skip = pytest.mark.skip(reason=NO_GPU)
     for item in items:
