@@ -24,6 +24,18 @@ PACKED-BATCH CONTRACT (read by the LM trainer, ``omnitok.train.lm``)
                                  ``omnitok.vocab.special``).
 * ``task``         (B, T) uint8  task id of the document each position belongs to (``TASK_IDS`` below,
                                  ``omnitok.vocab.document.TASKS``); 0 on padding.
+* ``segment_ids``  (B, T) int64  only when some source is masked (``masked=`` below): -1 (causal) except on
+                                 the block of a masked image, which holds one id >= 0 per block; the model
+                                 attends both ways inside a block (``Transformer.forward(segment_ids=...)``).
+
+Masked-image documents (MaskGIT, arXiv 2202.04200; in one causal model as Show-o, arXiv 2408.12528):
+``masked={source: p}`` turns each document drawn from that source whose LAST segment is an image (the target:
+caption2image, speech2image, image-only) into a masked document with probability p. Its image block (the codes
+and the EOR after each row, between ``<|h|> <|w|>`` and END_IMAGE) becomes one bidirectional segment; a cosine
+share ``ceil(cos(pi/2 u) N)`` (u ~ U(0, 1), at least 1) of its N codes is replaced by ``mask_id`` and the
+labels of such a document are the original codes AT the masked positions (not shifted: a masked position
+predicts itself) and -100 everywhere else. Its task id is ``masked_image``. The same loader keeps giving
+next-token documents, so one model learns both.
 
 Packing: documents are never split across rows. The loader keeps the next ``lookahead`` (default 16) documents
 of the mixture stream in a buffer and fills each row with the first buffered document that still fits (first-fit);
@@ -74,7 +86,8 @@ from omnitok.vocab.document import TASKS
 from omnitok.vocab.special import MODALITY_IDS as _VOCAB_MODALITY_IDS
 from omnitok.vocab.special import SpecialTokens
 
-__all__ = ["DEFAULT_RATIOS", "MODALITY_IDS", "TASK_IDS", "MixtureLoader", "pack_documents"]
+__all__ = ["DEFAULT_RATIOS", "MODALITY_IDS", "TASK_IDS", "MixtureLoader", "mask_image_target", "mask_schedule",
+           "pack_documents"]
 
 #: modality type ids used by ``modality`` tensors (same as ``omnitok.vocab.special.MODALITY_IDS``)
 MODALITY_IDS: dict[str, int] = {"special": 0, "text": 1, "image": 2, "audio": 3, "video": 4}
@@ -94,6 +107,7 @@ TASK_IDS: dict[str, int] = {
     "image": 10,  # image-only
     "speech": 11,  # audio-only
     "video": 12,  # video-only
+    "masked_image": 13,  # an image target masked by the loader (``masked=``)
 }
 
 #: the seed's default mixture (source group -> ratio)
@@ -140,6 +154,8 @@ class MixtureLoader(Iterator[dict[str, Tensor]]):
         rank: int = 0,
         world_size: int = 1,
         modality_table: np.ndarray | None = None,
+        masked: Mapping[str, float] | None = None,
+        mask_id: int | None = None,
     ) -> None:
         if seq_len < 2 or batch_size < 1:
             raise ValueError(f"seq_len must be >= 2 and batch_size >= 1, got {seq_len}, {batch_size}")
@@ -167,6 +183,19 @@ class MixtureLoader(Iterator[dict[str, Tensor]]):
             for lo, hi, m in first.get("modality_ranges", []):
                 modality_table[lo:hi] = m
         self.modality_table = np.asarray(modality_table, dtype=np.uint8)
+        names = [s.name for s in self.sources]
+        masked = {k: float(v) for k, v in (masked or {}).items()}
+        unknown = sorted(set(masked) - set(names))
+        if unknown:
+            raise ValueError(f"masked: unknown sources {unknown}; the sources are {names}")
+        if any(not 0.0 <= p <= 1.0 for p in masked.values()):
+            raise ValueError(f"masked: every probability must be in [0, 1], got {masked}")
+        self.mask_prob = [masked.get(n, 0.0) for n in names]
+        self.with_segments = any(p > 0 for p in self.mask_prob)
+        if self.with_segments and (mask_id is None or not 0 <= mask_id < self.vocab_size):
+            raise ValueError(f"masked sources need the vocabulary's <|mask|> id (mask_id), got {mask_id!r}; "
+                             "tokenise with a vocabulary built with_mask=True")
+        self.mask_id = mask_id
         self.seq_len, self.batch_size = int(seq_len), int(batch_size)
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
         self.cfg_dropout, self.loss_on_condition, self.lookahead = float(cfg_dropout), loss_on_condition, lookahead
@@ -174,7 +203,7 @@ class MixtureLoader(Iterator[dict[str, Tensor]]):
         self._epoch = [0] * len(self.sources)
         self._cursor = [0] * len(self.sources)
         self._perm: list[np.ndarray | None] = [None] * len(self.sources)
-        self._buffer: list[tuple[int, int, bool]] = []  # (source, document, condition dropped)
+        self._buffer: list[tuple[int, int, bool, int]] = []  # (source, document, condition dropped, mask seed)
         self.batches = 0
         self.stats: dict[str, Any] = {"documents": 0, "tokens": 0, "padding": 0, "truncated": 0,
                                       "per_source": {s.name: 0 for s in self.sources}}
@@ -191,7 +220,7 @@ class MixtureLoader(Iterator[dict[str, Tensor]]):
             self._perm[si] = perm
         return perm
 
-    def _draw(self) -> tuple[int, int, bool]:
+    def _draw(self) -> tuple[int, int, bool, int]:
         si = int(self._rng.choice(len(self.sources), p=self.probs))
         perm = self._order(si)
         doc = int(perm[self._cursor[si]])
@@ -202,18 +231,21 @@ class MixtureLoader(Iterator[dict[str, Tensor]]):
             self._perm[si] = None
         _, a, b, _ = self.sources[si].info[doc]
         drop = bool(b > a and self.cfg_dropout > 0 and self._rng.random() < self.cfg_dropout)
-        return si, doc, drop
+        mseed = -1  # >= 0: mask this document's image target, with this seed (the rng is untouched when off)
+        if self.mask_prob[si] > 0 and self._rng.random() < self.mask_prob[si]:
+            mseed = int(self._rng.integers(0, 2**31))
+        return si, doc, drop, mseed
 
-    def _length(self, item: tuple[int, int, bool]) -> int:
-        si, doc, drop = item
+    def _length(self, item: tuple[int, int, bool, int]) -> int:
+        si, doc, drop, _ = item
         L, a, b, _ = (int(x) for x in self.sources[si].info[doc])
         if drop:
             L = L - (b - a) + 1
         return min(L, self.seq_len)
 
-    def _materialise(self, item: tuple[int, int, bool]) -> tuple[np.ndarray, int, int, int]:
-        """ids (truncated to seq_len), condition span, task id."""
-        si, doc, drop = item
+    def _materialise(self, item: tuple[int, int, bool, int]) -> tuple[Any, ...]:
+        """ids (truncated to seq_len), condition span, task id (+ labels and block span when masked)."""
+        si, doc, drop, mseed = item
         ids, (a, b), task = self.sources[si].get(doc)
         ids = ids.astype(np.int64)
         if drop:
@@ -222,6 +254,12 @@ class MixtureLoader(Iterator[dict[str, Tensor]]):
         if len(ids) > self.seq_len:
             ids = ids[: self.seq_len]
             self.stats["truncated"] += 1
+        if mseed >= 0:
+            masked = mask_image_target(ids, b, self.modality_table, int(self.mask_id), np.random.default_rng(mseed))
+            if masked is not None:
+                self.stats["masked"] = self.stats.get("masked", 0) + 1
+                inp, labels, span = masked
+                return inp, a, min(b, len(ids)), TASK_IDS["masked_image"], labels, span
         return ids, a, min(b, len(ids)), task
 
     # ----- packing ----------------------------------------------------------------------------------------
@@ -248,7 +286,7 @@ class MixtureLoader(Iterator[dict[str, Tensor]]):
             rows.append(row)
         self.batches += 1
         return pack_documents(rows, self.seq_len, self.pad_id, self.modality_table, self.loss_on_condition,
-                              self.stats)
+                              self.stats, with_segments=self.with_segments)
 
     # ----- resuming ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -277,7 +315,8 @@ class MixtureLoader(Iterator[dict[str, Tensor]]):
         self._epoch = [int(x) for x in state["epoch"]]
         self._cursor = [int(x) for x in state["cursor"]]
         self._perm = [None] * len(self.sources)
-        self._buffer = [(int(a), int(b), bool(c)) for a, b, c in state["buffer"]]
+        self._buffer = [(int(it[0]), int(it[1]), bool(it[2]), int(it[3]) if len(it) > 3 else -1)
+                        for it in state["buffer"]]
         self.batches = int(state["batches"])
         self.stats = {k: (dict(v) if isinstance(v, dict) else v) for k, v in state["stats"].items()}
 
@@ -289,24 +328,35 @@ def pack_documents(
     modality_table: np.ndarray,
     loss_on_condition: bool = True,
     stats: dict[str, Any] | None = None,
+    with_segments: bool = False,
 ) -> dict[str, Tensor]:
-    """Rows of (ids, cond_start, cond_stop, task) documents -> the packed-batch dict of the contract."""
+    """Rows of (ids, cond_start, cond_stop, task) documents -> the packed-batch dict of the contract.
+
+    A masked document is (ids, cond_start, cond_stop, task, labels, (block_start, block_stop)) (from
+    :func:`mask_image_target`): its labels are taken as they are and its block becomes a segment.
+    ``with_segments`` adds ``segment_ids`` to the batch."""
     B, T = len(rows), seq_len
     input_ids = np.full((B, T), pad_id, dtype=np.int64)
     labels = np.full((B, T), -100, dtype=np.int64)
     position_ids = np.zeros((B, T), dtype=np.int64)
     document_ids = np.full((B, T), -1, dtype=np.int64)
     task = np.zeros((B, T), dtype=np.uint8)
+    segment_ids = np.full((B, T), -1, dtype=np.int64)
     for r, row in enumerate(rows):
         o = 0
-        for d, (ids, a, b, t) in enumerate(row):
+        for d, (ids, a, b, t, *masked) in enumerate(row):
             L = len(ids)
             if o + L > T:
                 raise ValueError(f"row {r}: documents hold more than seq_len={T} ids")
             input_ids[r, o : o + L] = ids
             lab = labels[r, o : o + L]
-            lab[: L - 1] = ids[1:]
-            if not loss_on_condition and b > a:
+            if masked:  # a masked image: loss on the masked codes only, the block attends both ways
+                doc_labels, (s0, s1) = masked
+                lab[:] = doc_labels
+                segment_ids[r, o + s0 : o + s1] = d
+            else:
+                lab[: L - 1] = ids[1:]
+            if not loss_on_condition and b > a and not masked:
                 lab[max(a - 1, 0) : b - 1] = -100  # targets inside the condition span
             position_ids[r, o : o + L] = np.arange(L)
             document_ids[r, o : o + L] = d
@@ -317,7 +367,7 @@ def pack_documents(
             stats["padding"] += T - o
     valid = labels != -100
     modality = np.where(valid, modality_table[np.where(valid, labels, 0)], 0).astype(np.uint8)
-    return {
+    out = {
         "input_ids": torch.from_numpy(input_ids),
         "labels": torch.from_numpy(labels),
         "position_ids": torch.from_numpy(position_ids),
@@ -325,3 +375,40 @@ def pack_documents(
         "modality": torch.from_numpy(modality),
         "task": torch.from_numpy(task),
     }
+    if with_segments:
+        out["segment_ids"] = torch.from_numpy(segment_ids)
+    return out
+
+
+def mask_schedule(progress: np.ndarray | float) -> np.ndarray:
+    """MaskGIT's cosine schedule: the share of codes masked at ``progress`` in [0, 1] (1 at 0, 0 at 1)."""
+    return np.cos(np.pi / 2 * np.asarray(progress, dtype=np.float64))
+
+
+def mask_image_target(ids: np.ndarray, cond_stop: int, modality_table: np.ndarray, mask_id: int,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[int, int]] | None:
+    """A document whose last segment is a complete image (after the condition) -> its masked version:
+    (input ids with a cosine share of the codes replaced by ``mask_id``, labels (L,) = the original code at each
+    masked position and -100 elsewhere, (block_start, block_stop) = the codes and EORs of the image).
+    None when the document has no such image (it stays a next-token document)."""
+    begin, end = SpecialTokens().begin("image"), SpecialTokens().end("image")  # independent of the size limits
+    starts = np.flatnonzero(ids == begin)
+    if len(starts) == 0 or starts[-1] < cond_stop:
+        return None
+    s0 = int(starts[-1]) + 3  # BEGIN_IMAGE <|h|> <|w|>
+    ends = np.flatnonzero(ids[s0:] == end)
+    if len(ends) == 0:  # truncated
+        return None
+    s1 = s0 + int(ends[0])
+    if np.any(modality_table[ids[s1 + 1 :]] != 0):  # another media / text segment follows: not the target
+        return None
+    codes = s0 + np.flatnonzero(modality_table[ids[s0:s1]] != 0)  # code positions (the EORs stay)
+    if len(codes) == 0:
+        return None
+    n = max(1, int(np.ceil(float(mask_schedule(rng.random())) * len(codes))))
+    chosen = rng.choice(codes, size=min(n, len(codes)), replace=False)
+    inp = ids.copy()
+    inp[chosen] = mask_id
+    labels = np.full(len(ids), -100, dtype=np.int64)
+    labels[chosen] = ids[chosen]
+    return inp, labels, (s0, s1)

@@ -77,6 +77,8 @@ class TrainConfig:
     loss_on_condition: bool = True  # False: no loss on the condition segment (the prompt) of paired documents
     embed_init: str = "random"  # random | codebook (media code rows from their codec latents: train/embed_init.py)
     ratios: dict[str, float] | None = None  # mixture ratio per source name (folder name; or DIR@ratio in --data)
+    masked: dict[str, float] | None = None  # per source name: share of its image-target documents turned into
+    #   masked-image documents (MaskGIT; data/mixture.py); needs a vocabulary built with <|mask|>
     val_data: str | None = None  # comma-separated val folders; default: --data with .../train/... -> .../val/...
     halt_after: int = 0  # stop after this optimizer step as if killed (tests of --resume); 0 = off
 
@@ -192,9 +194,18 @@ def make_source(data: str, tc: TrainConfig, split: str, rank: int, world: int,
             name += "+"
         r = float(ratio) if ratio else float((tc.ratios or {}).get(name, 1.0))
         sources[name] = (r, [d])
+    mask_id = None
+    if tc.masked:  # the <|mask|> id comes from the vocabulary the shards were made with
+        from omnitok.data.token_shards import TokenShards
+        from omnitok.vocab.vocabulary import Vocabulary
+
+        vocab_dir = TokenShards(next(iter(sources.values()))[1][0]).meta.get("vocab_dir")
+        if not vocab_dir:
+            raise ValueError("train.masked needs token shards that record their vocabulary folder")
+        mask_id = Vocabulary.load(vocab_dir, load_codecs=False).mask_id
     return MixtureLoader(sources, tc.seq_len, tc.batch_size, seed=tc.seed, rank=rank, world_size=world,
                          cfg_dropout=tc.cfg_dropout if split == "train" else 0.0,
-                         loss_on_condition=tc.loss_on_condition)
+                         loss_on_condition=tc.loss_on_condition, masked=tc.masked, mask_id=mask_id)
 
 
 def expand_data(data: str) -> str:
@@ -343,7 +354,7 @@ def evaluate(model: torch.nn.Module, source: BatchSource, start_state: dict[str,
         keep = b["labels"] != -100  # (B, T): the head runs only where there is a target
         with _autocast(device, precision):
             logits, _ = model(b["input_ids"], position_ids=b["position_ids"], document_ids=b["document_ids"],
-                              logits_mask=keep)  # (N, V)
+                              logits_mask=keep, segment_ids=b.get("segment_ids"))  # (N, V)
         labels = b["labels"][keep]
         _, ce = lm_loss(logits, labels)
         stats.update(ce, logits, labels, _at(b.get("modality"), keep), _at(b.get("task"), keep))
@@ -476,8 +487,8 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
                 # carries no loss); a compiled forward keeps static shapes and computes them all
                 keep = None if tc.compile else b["labels"] != -100  # (B, T)
                 with _autocast(info.device, tc.precision):
-                    logits, _ = fwd(b["input_ids"], position_ids=b["position_ids"],
-                                    document_ids=b["document_ids"], logits_mask=keep)  # (N, V) or (B, T, V)
+                    logits, _ = fwd(b["input_ids"], position_ids=b["position_ids"], document_ids=b["document_ids"],
+                                    logits_mask=keep, segment_ids=b.get("segment_ids"))  # (N, V) or (B, T, V)
                 labels = b["labels"] if keep is None else b["labels"][keep]
                 loss, ce = lm_loss(logits, labels, mcfg.z_loss, normalizer=max(normalizer, 1e-9))
                 loss.backward()

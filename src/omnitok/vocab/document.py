@@ -43,7 +43,8 @@ __all__ = [
 #: task name -> id (0 = padding / unknown). Conditions -> target, per task:
 #: text: [Text]; caption2image: [Text, Image]; image2caption: [Image, Text]; transcript2speech: [Text, Audio];
 #: speech2transcript: [Audio, Text]; caption2video: [Text, Video]; image2speech: [Image, Audio];
-#: speech2image: [Audio, Image]; interleaved: any; image / speech / video: one segment, no condition.
+#: speech2image: [Audio, Image]; interleaved: any; image / speech / video: one segment, no condition;
+#: masked_image: a document whose image target the mixture loader masked (MaskGIT training; never in shards).
 TASKS: dict[str, int] = {
     "none": 0,
     "text": 1,
@@ -58,6 +59,7 @@ TASKS: dict[str, int] = {
     "image": 10,
     "speech": 11,
     "video": 12,
+    "masked_image": 13,
 }
 
 #: number of code axes before n_q, per segment kind
