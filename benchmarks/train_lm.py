@@ -150,9 +150,21 @@ def main(argv: list[str] | None = None) -> int:
         batch = args.batch or (p["train"].get("batch_size", 8) if device.type == "cuda" else 8)
         seq = args.seq or (p["train"].get("seq_len", 256) if device.type == "cuda" else 256)
         mcfg = ModelConfig(**{**p["model"], "vocab_size": args.vocab, "qk_norm": False, "z_loss": 0.0})
-        r = bench(mcfg, batch, seq, args.steps, args.warmup, device, with_hf=with_hf, compile_ours=args.compile)
+        compiled, note = args.compile, None
+        try:
+            r = bench(mcfg, batch, seq, args.steps, args.warmup, device, with_hf=with_hf, compile_ours=compiled)
+        except Exception as e:  # noqa: BLE001 -- a compile failure must not cost the eager figure
+            if not compiled:
+                raise
+            note = f"torch.compile failed ({type(e).__name__}: {str(e)[:300]}); measured eager"
+            print(f"train_lm {preset}: {note}", file=sys.stderr, flush=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            compiled = False
+            r = bench(mcfg, batch, seq, args.steps, args.warmup, device, with_hf=with_hf, compile_ours=False)
         result["runs"].append({"preset": preset, "params": mcfg.num_params(), "batch": batch, "seq_len": seq,
-                               "dtype": "bf16 autocast" if device.type == "cuda" else "fp32", **r})
+                               "dtype": "bf16 autocast" if device.type == "cuda" else "fp32",
+                               "compiled": compiled, **({"note": note} if note else {}), **r})
         path.write_text(json.dumps(result, indent=2) + "\n")  # after every preset: a later one may time out
         print(json.dumps({k: v for k, v in result["runs"][-1].items() if k not in ("omnitok", "hf_llama")}
                          | {"omnitok_tokens_per_s": r["omnitok"]["tokens_per_s"],
