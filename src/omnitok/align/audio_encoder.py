@@ -36,9 +36,12 @@ class AudioEncoder(nn.Module):
         lengths = lengths.clamp(max=wave.shape[1])
         h = self.logmel(wave)  # (B, n_mels, N)
         frames = self.logmel.frames(lengths)  # (B,)
+        # frames past a clip's end are zeroed before each convolution, as the convolution's own padding would be,
+        # so a clip's embedding does not depend on the clips it is batched with
+        valid = torch.arange(h.shape[-1], device=h.device)[None] < frames[:, None]  # (B, N)
         for conv in self.convs:
-            h = F.gelu(conv(h))  # (B, dim, ceil(N / 2))
+            h = F.gelu(conv(h * valid[:, None]))  # (B, dim, ceil(N / 2))
             frames = (frames - 1) // 2 + 1
+            valid = torch.arange(h.shape[-1], device=h.device)[None] < frames[:, None]
         h = h.transpose(1, 2)  # (B, N / 2^n_conv, dim)
-        valid = torch.arange(h.shape[1], device=h.device)[None] < frames[:, None]  # (B, N / 2^n_conv)
         return self.proj(self.encoder(h, valid))

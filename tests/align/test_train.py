@@ -1,0 +1,128 @@
+"""``omnitok train clip`` on the debug preset over small real slices: the loss falls, the temperature stays
+clamped, the final folder loads back to the same embeddings, a resumed run ends where an uninterrupted one does,
+and ``omnitok eval clip`` runs on the held-out slices."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from omnitok import AlignModel, encode_audio, encode_image, encode_text, similarity
+from omnitok._io import CheckpointError
+from omnitok.cli import main
+from omnitok.eval.clip import evaluate, recall_at
+from omnitok.train.align import apply_overrides, batch_indices, load_preset, train
+
+pytestmark = pytest.mark.slow
+
+
+def _debug(*overrides: str) -> dict:
+    return apply_overrides(load_preset("debug"), list(overrides))
+
+
+@pytest.fixture(scope="module")
+def debug_run(tmp_path_factory: pytest.TempPathFactory, align_root: Path) -> Path:
+    out = tmp_path_factory.mktemp("clip") / "run"
+    train(_debug(), out, progress=False, root=str(align_root))
+    return out
+
+
+def _records(out: Path, split: str) -> list[dict]:
+    return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["split"] == split]
+
+
+def test_loss_falls_and_temperature_stays_clamped(debug_run: Path) -> None:
+    val = _records(debug_run, "val")
+    first, last = val[0], val[-1]
+    assert first["step"] == 0 and last["step"] == 30
+    # held-out digits and digit strings share their words with training; a slice's held-out emoji names do not
+    for task in ("digits", "speech"):
+        assert last[f"val_loss_{task}"] < first[f"val_loss_{task}"] - 0.05, (task, first, last)
+    train_recs = _records(debug_run, "train")
+    for task in ("digits", "emoji", "speech"):
+        assert train_recs[-1][f"loss_{task}"] < train_recs[0][f"loss_{task}"] - 0.05, (task, train_recs)
+    assert all(0 < r[f"scale_{p}"] <= 100.0 for r in train_recs for p in ("image", "audio"))
+
+
+def test_checkpoint_round_trip(debug_run: Path, tmp_path: Path) -> None:
+    model = AlignModel.from_pretrained(debug_run / "final")
+    last = sorted((debug_run / "checkpoints").glob("step_*"))[-1]
+    ck = load_file(str(last / "model.safetensors"))
+    for k, v in model.state_dict().items():  # the final folder holds the last step's weights
+        assert torch.equal(v, ck[k]), k
+    model.save_pretrained(tmp_path / "again")
+    again = AlignModel.from_pretrained(tmp_path / "again")
+    texts = ["the digit seven", "three one four", "grinning face"]
+    assert torch.equal(encode_text(model, texts), encode_text(again, texts))
+    images = torch.rand(4, 3, 28, 28) * 2 - 1
+    assert torch.equal(encode_image(model, images), encode_image(again, images))
+    weights = tmp_path / "again" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(CheckpointError, match="sha256"):
+        AlignModel.from_pretrained(tmp_path / "again")
+
+
+def test_resume_ends_where_an_uninterrupted_run_does(debug_run: Path, tmp_path: Path, align_root: Path) -> None:
+    out = tmp_path / "halted"
+    train(_debug("train.halt_after=15"), out, progress=False, root=str(align_root))
+    assert not (out / "final").exists()
+    train(_debug(), out, resume=True, progress=False, root=str(align_root))
+    a = load_file(str(debug_run / "final" / "model.safetensors"))
+    b = load_file(str(out / "final" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_api_embeddings(debug_run: Path) -> None:
+    model = AlignModel.from_pretrained(debug_run / "final")
+    t = encode_text(model, ["one two", "the digit nine", "red apple"])
+    assert t.shape == (3, model.config.embed_dim)
+    torch.testing.assert_close(t.norm(dim=-1), torch.ones(3))
+    torch.testing.assert_close(encode_text(model, "the digit nine")[0], t[1], rtol=1e-5, atol=1e-6)  # batching
+    clips = [torch.randn(16000) * 0.1, torch.randn(8000) * 0.1]
+    a = encode_audio(model, clips, 16000)
+    torch.testing.assert_close(encode_audio(model, clips[1:], 16000)[0], a[1], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="Hz"):
+        encode_audio(model, clips, 22050)
+    s = similarity(a, t)
+    assert s.shape == (2, 3) and float(s.abs().max()) <= 1.0 + 1e-5
+
+
+def test_recall_at() -> None:
+    sim = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8], [0.1, 0.9, 0.0]])
+    r = recall_at(sim, torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]), ks=(1, 2))
+    assert r == {"R@1": pytest.approx(2 / 3), "R@2": pytest.approx(1.0)}  # query 1 hits at rank 2
+
+
+def test_batches_split_over_ranks() -> None:
+    whole = batch_indices(10, 8, 3, seed=1)  # crosses an epoch boundary: positions 24..31 of 10 pairs
+    assert whole.tolist() == [*batch_indices(10, 8, 3, seed=1)[:4].tolist(), *whole[4:].tolist()]
+    seen = torch.cat([batch_indices(10, 5, s, seed=1) for s in range(2)])  # one epoch: each pair once
+    assert sorted(seen.tolist()) == list(range(10))
+
+
+def test_eval_clip_on_held_out_slices(debug_run: Path, align_root: Path, tmp_path: Path) -> None:
+    result = evaluate(AlignModel.from_pretrained(debug_run / "final"), "test", root=str(align_root),
+                      progress=False)
+    assert "skipped" not in result, result.get("skipped")
+    z = result["zero_shot_digits"]
+    assert z["images"] > 0 and 0.0 <= z["accuracy"] <= 1.0 and len(z["per_template"]) == len(z["templates"])
+    for key in ("emoji_retrieval", "speech_retrieval"):
+        r = result[key]
+        assert r["pairs"] > 0 and r["distinct_texts"] > 0
+        for direction in ("media_to_text", "text_to_media"):
+            assert 0.0 <= r[direction]["R@1"] <= r[direction]["R@5"] <= 1.0
+    c = result["emoji_clipscore"]
+    assert c["wrong_names"] == c["pairs"] and 0.0 <= c["auc"] <= 1.0
+    assert math.isfinite(c["true_mean"]) and 0.0 <= c["true_mean"] <= 2.5
+    # the command line writes the same figures to metrics.json
+    code = main(["eval", "clip", str(debug_run / "final"), "--root", str(align_root), "--out", str(tmp_path),
+                 "--no-progress"])
+    assert code == 0
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["zero_shot_digits"]["accuracy"] == z["accuracy"]
