@@ -71,8 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rerank", default="reverse", choices=["reverse", "joint"],
                         help="--best-of score: reverse = log p(prompt | candidate), joint = + log p(candidate | "
                              "prompt)")
-    parser.add_argument("--method", default="cached", choices=["cached", "jacobi", "naive"],
-                        help="decoder: static KV cache, speculative Jacobi (image/video/audio), or the naive loop")
+    parser.add_argument("--method", default="cached", choices=["cached", "jacobi", "naive", "diffusion"],
+                        help="decoder: static KV cache, speculative Jacobi (image/video/audio), or the naive loop; "
+                             "diffusion: --ckpt is a diffusion model (omnitok train diffusion), --to image only")
+    parser.add_argument("--steps", type=int, default=None, help="diffusion: denoising steps (default 20)")
+    parser.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "euler"],
+                        help="diffusion: DDIM, DDPM ancestral or flow-matching Euler (one trained model serves all)")
+    parser.add_argument("--eta", type=float, default=0.0, help="diffusion, DDIM: 0 deterministic, 1 DDPM-like")
     parser.add_argument("--preview", default=None, help="image preview file (default: --out), updated per row")
     parser.add_argument("--no-stream", action="store_true", help="do not print text / preview rows as they come")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
@@ -313,6 +318,10 @@ def load_model(ckpt: str, vocab: str | None, device: str = "auto") -> tuple[Any,
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.method == "diffusion":  # a diffusion model folder, not a token model: its own loader and loop
+        from omnitok.generation.diffusion import run_generate
+
+        return run_generate(args)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     model, vocab, _, vocab_dir = load_model(args.ckpt, args.vocab, args.device)
