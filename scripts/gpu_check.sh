@@ -9,7 +9,8 @@
 #
 # Options: --device cuda|cpu (default cuda), --tiny, --out DIR (default runs/gpu-check/<UTC time>-<device>),
 # --budget SECONDS (default 470 on a GPU, 110 with --tiny), --python PATH (default: $PYTHON, else .venv/bin/python
-# or python3, the first that imports torch), --wheels DIR (default .gpu-wheels), --prepare [--python-version X.Y].
+# or python3, the first that imports torch), --wheels DIR (default .gpu-wheels), --prepare [--python-version X.Y],
+# --tar FILE (also pack the results folder into one .tar.gz, for a runner that copies back only a few files).
 #
 # On the GPU machine omnitok is not installed: src/ and .gpu-site/ (the wheels this interpreter lacks, unpacked
 # by scripts/gpu_check_helpers.py install; pip is never run) go on PYTHONPATH. Stages, in order, each under its
@@ -28,7 +29,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT" || exit 2
 HELPERS="$ROOT/scripts/gpu_check_helpers.py"
 
-DEVICE=cuda TINY=0 OUT="" BUDGET="" PY="${PYTHON:-}" WHEELS="$ROOT/.gpu-wheels" PREPARE=0 PYVER=3.12
+DEVICE=cuda TINY=0 OUT="" BUDGET="" PY="${PYTHON:-}" WHEELS="$ROOT/.gpu-wheels" PREPARE=0 PYVER=3.12 TAR=""
 while (($#)); do
   case "$1" in
     --device) DEVICE="$2"; shift 2 ;;
@@ -39,7 +40,8 @@ while (($#)); do
     --wheels) WHEELS="$2"; shift 2 ;;
     --prepare) PREPARE=1; shift ;;
     --python-version) PYVER="$2"; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    --tar) TAR="$2"; shift 2 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -157,6 +159,9 @@ fi
 
 # ----- the record --------------------------------------------------------------------------------------
 "$PY" "$HELPERS" finish --out "$OUT" || FAILED=1
+if [[ -n "$TAR" ]]; then
+  tar czf "$TAR" -C "$(dirname "$OUT")" "$(basename "$OUT")" && echo "gpu_check: packed into $TAR"
+fi
 echo
 echo "gpu_check: $(( $(date +%s) - T_START ))s; every result (JSON, with GPU, driver and torch version) and log is in"
 echo "  $OUT"
