@@ -91,3 +91,26 @@ def test_latent_diffusion_stores_the_scale_and_decodes(tmp_path) -> None:
     out, _ = pipe(["a red square", "a blue square"], sampler="ddim", steps=2, cfg_scale=2.0)
     assert out.shape == (2, 3, 16, 16)
     assert (final / "image_codec" / "config.json").is_file()
+
+
+def test_conditioning_on_a_clip_text_tower(tmp_path) -> None:
+    from omnitok.align.model import AlignConfig, AlignModel, BPETokenizer, ImageTowerConfig, TextTowerConfig
+    from omnitok.codecs.text import TextCodec
+
+    bpe = TextCodec.train_bpe([f"a {c} square" for c in ("red", "green", "blue", "yellow")] * 4, vocab_size=270)
+    torch.manual_seed(0)
+    clip = AlignModel(AlignConfig(vocab_size=270, embed_dim=16, text=TextTowerConfig(dim=16, n_layer=1, n_head=2,
+                                                                                      max_len=8),
+                                  image=ImageTowerConfig(image_size=16, widths=[8, 16])),
+                      BPETokenizer(bpe.tokenizer.to_str()))
+    clip.save_pretrained(tmp_path / "clip")
+    cfg = load_preset("debug", [*QUIET, "train.steps=3", "train.sample_every=3", "train.save_every=0",
+                                f"text.clip={tmp_path / 'clip'}"])
+    final = train(cfg, tmp_path / "run")
+    assert (final / "text_clip" / "config.json").is_file() and not (final / "text_codec").exists()
+    pipe = DiffusionPipeline.load(final)
+    assert pipe.model.config["text"] == {"kind": "embedding", "embed_dim": 16, "dim": 32}
+    ids, lengths = pipe.tokenize(["a red square", "a blue square"])
+    assert ids.shape == (2, 1, 16) and lengths.tolist() == [1, 1]
+    out, _ = pipe(["a red square", "a blue square"], sampler="euler", steps=2, cfg_scale=2.0)
+    assert out.shape == (2, 3, 16, 16)

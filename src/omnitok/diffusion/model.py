@@ -5,7 +5,9 @@
     out = model.denoise(x_t, t, tokens, mask, pooled)    # (B, C, H, W): epsilon, v or x0 (config["scheduler"])
 
 Config keys: ``sample`` (``{"channels", "size"}``: what the denoiser sees), ``denoiser`` (``{"name": "unet"|"dit",
-...constructor arguments}``), ``text`` (``{"vocab_size", "dim", "layers", "heads", "max_len"}``), ``scheduler`` (a
+...constructor arguments}``), ``text`` (``{"vocab_size", "dim", "layers", "heads", "max_len"}``: BPE ids through a
+:class:`TextEncoder` trained with the denoiser; or ``{"kind": "embedding", "embed_dim", "dim"}``: a frozen encoder's
+vectors, e.g. CLIP's), ``scheduler`` (a
 :class:`SchedulerConfig` dict) and ``latent`` (``None`` in pixel space; else ``{"scale", "shift"}``: the denoiser sees
 ``(z - shift) * scale``, unit variance over the training latents, LDM sec. 4.3.2 / appendix G).
 
@@ -27,7 +29,7 @@ from torch import Tensor, nn
 from omnitok.diffusion.ddpm import DDPMScheduler
 from omnitok.diffusion.dit import DiT
 from omnitok.diffusion.schedule import SchedulerConfig
-from omnitok.diffusion.text import TextEncoder
+from omnitok.diffusion.text import EmbeddingConditioner, TextEncoder
 from omnitok.diffusion.unet import UNet
 
 __all__ = ["DENOISERS", "DiffusionModel"]
@@ -46,8 +48,16 @@ class DiffusionModel(nn.Module):
         self.scheduler_config = SchedulerConfig.from_dict(config["scheduler"])
         DDPMScheduler(self.scheduler_config)  # refuse invalid combinations now, not at the first sample
         text = dict(config["text"])
-        self.text = TextEncoder(int(text["vocab_size"]), int(text.get("dim", 64)), int(text.get("layers", 2)),
-                                int(text.get("heads", 4)), int(text.get("max_len", 16)))
+        kind = text.get("kind", "bpe")
+        if kind == "bpe":
+            self.text: TextEncoder | EmbeddingConditioner = TextEncoder(
+                int(text["vocab_size"]), int(text.get("dim", 64)), int(text.get("layers", 2)),
+                int(text.get("heads", 4)), int(text.get("max_len", 16)))
+        elif kind == "embedding":
+            self.text = EmbeddingConditioner(int(text["embed_dim"]), int(text.get("dim", 64)))
+        else:
+            raise ValueError(f"text kind must be 'bpe' (ids, trained with the denoiser) or 'embedding' (a frozen "
+                             f"encoder's vectors), got {kind!r}")
         den = dict(config["denoiser"])
         name = den.pop("name", "unet")
         if name not in DENOISERS:
@@ -68,7 +78,8 @@ class DiffusionModel(nn.Module):
         return self.config.get("latent")
 
     def encode_text(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """ids (B, L), lengths (B,) (0 = the empty, unconditional caption) -> tokens, mask, pooled."""
+        """ids (B, L) (or embeddings (B, 1, E)), lengths (B,) (0 = the unconditional caption) -> tokens, mask,
+        pooled."""
         return self.text(ids, lengths)
 
     def denoise(self, x: Tensor, t: Tensor, tokens: Tensor, mask: Tensor, pooled: Tensor) -> Tensor:

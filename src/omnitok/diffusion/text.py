@@ -3,6 +3,7 @@ encoder's token sequence; here it is learned from scratch, Rombach et al., arXiv
 
 A learned start token is prepended to every caption, so the empty caption (the unconditional branch of
 classifier-free guidance) is the start token alone: ``lengths = 0`` means "no condition".
+:class:`EmbeddingConditioner` takes a frozen outside encoder's text embedding instead, with the same outputs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from torch import Tensor, nn
 
 from omnitok.diffusion.layers import TransformerBlock
 
-__all__ = ["TextEncoder", "pad_ids"]
+__all__ = ["EmbeddingConditioner", "TextEncoder", "pad_ids"]
 
 
 def pad_ids(ids: Sequence[Sequence[int] | Tensor], max_len: int) -> tuple[Tensor, Tensor]:
@@ -53,4 +54,32 @@ class TextEncoder(nn.Module):
             h = block(h, mask=mask)
         h = self.norm(h)
         pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # (B, D) mean over valid tokens
+        return h, mask, pooled
+
+
+class EmbeddingConditioner(nn.Module):
+    """A frozen outside text encoder's embedding as the condition (e.g. the CLIP text tower of ``omnitok.align``,
+    as DALL-E 2 / unCLIP conditions on CLIP text embeddings, Ramesh et al., arXiv 2204.06125).
+
+    emb (B, 1, embed_dim) float, lengths (B,) (1 = present, 0 = the unconditional branch) -> tokens (B, 2, dim)
+    ``[start, projected embedding]``, mask (B, 2), pooled (B, dim): the same outputs as :class:`TextEncoder`.
+    """
+
+    max_len = 1
+
+    def __init__(self, embed_dim: int, dim: int = 64) -> None:
+        super().__init__()
+        self.embed_dim, self.dim = embed_dim, dim
+        self.start = nn.Parameter(torch.zeros(1, 1, dim))
+        nn.init.normal_(self.start, std=0.02)
+        self.proj = nn.Sequential(nn.Linear(embed_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, emb: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if emb.dim() != 3 or emb.shape[1:] != (1, self.embed_dim):
+            raise ValueError(f"embedding conditioner: expected (B, 1, {self.embed_dim}), got {tuple(emb.shape)}")
+        B = emb.shape[0]
+        h = self.norm(torch.cat([self.start.expand(B, 1, self.dim), self.proj(emb.float())], 1))  # (B, 2, dim)
+        mask = torch.stack([torch.ones_like(lengths, dtype=torch.bool), lengths > 0], 1)  # (B, 2)
+        pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
         return h, mask, pooled

@@ -9,7 +9,8 @@ sampler uses: each step runs the conditional and the unconditional (empty captio
 ``[cond; uncond]``, and mixes the model outputs ``u + s (c - u)``; at ``s = 1`` the unconditional half is skipped.
 
 A model folder holds ``config.json`` + ``model.safetensors`` (:class:`omnitok.diffusion.model.DiffusionModel`) and
-``text_codec/`` (the BPE that made its ids); latent models also ``image_codec/``, whose decoder turns latents back into
+``text_codec/`` (the BPE that made its ids; or ``text_clip/``, an ``omnitok.align`` model whose frozen text tower
+gives the condition); latent models also ``image_codec/``, whose decoder turns latents back into
 pixels after its own quantizer (LDM's VQ-regularised variant absorbs quantisation into the decoder, Rombach et al.,
 arXiv 2112.10752, sec. 3). A training checkpoint finds both folders in its run folder (two levels up).
 """
@@ -29,7 +30,7 @@ from torch import Tensor
 
 from omnitok.diffusion import make_scheduler
 from omnitok.diffusion.model import DiffusionModel
-from omnitok.diffusion.text import pad_ids
+from omnitok.diffusion.text import EmbeddingConditioner, pad_ids
 from omnitok.generation.cfg import guide
 
 __all__ = ["DiffusionPipeline", "find_diffusion_folder", "image_grid", "run_generate", "sample"]
@@ -101,7 +102,8 @@ def _beside(folder: Path, name: str) -> Path | None:
 
 
 class DiffusionPipeline:
-    """A :class:`DiffusionModel` with its text codec (prompts -> ids) and, for latent models, its image codec."""
+    """A :class:`DiffusionModel` with its text codec (prompts -> ids; or a CLIP AlignModel: prompts -> embeddings)
+    and, for latent models, its image codec."""
 
     def __init__(self, model: DiffusionModel, text_codec: Any, image_codec: Any | None = None) -> None:
         if model.latent is not None and image_codec is None:
@@ -114,19 +116,35 @@ class DiffusionPipeline:
 
         folder = find_diffusion_folder(path)
         model = DiffusionModel.from_pretrained(folder, map_location=device)
-        text_dir = _beside(folder, "text_codec")
-        if text_dir is None:
-            raise ValueError(f"{folder}: no text_codec/ folder here or in its run folder")
+        if model.config["text"].get("kind") == "embedding":  # conditioned on a frozen CLIP text tower
+            from omnitok.align.model import AlignModel
+
+            clip_dir = _beside(folder, "text_clip")
+            if clip_dir is None:
+                raise ValueError(f"{folder}: conditioned on CLIP text embeddings, but no text_clip/ folder here or "
+                                 "in its run folder")
+            text: Any = AlignModel.from_pretrained(clip_dir, map_location=device)
+        else:
+            text_dir = _beside(folder, "text_codec")
+            if text_dir is None:
+                raise ValueError(f"{folder}: no text_codec/ folder here or in its run folder")
+            text = load_codec(text_dir)
         image_codec = None
         if model.latent is not None:
             image_dir = _beside(folder, "image_codec")
             if image_dir is None:
                 raise ValueError(f"{folder}: a latent model, but no image_codec/ folder here or in its run folder")
             image_codec = load_codec(image_dir, map_location=str(device)).eval()
-        return cls(model, load_codec(text_dir), image_codec)
+        return cls(model, text, image_codec)
 
     def tokenize(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
-        """prompts -> ids (B, L), lengths (B,) for the text encoder (truncated to its max_len)."""
+        """prompts -> ids (B, L), lengths (B,) for the text encoder (truncated to its max_len); with a CLIP text
+        tower: its unit-length embeddings (B, 1, E) and lengths of 1."""
+        if isinstance(self.model.text, EmbeddingConditioner):
+            from omnitok.align.api import encode_text
+
+            emb = encode_text(self.text_codec, list(prompts))  # (B, E)
+            return emb[:, None], torch.ones(len(prompts), dtype=torch.long)
         return pad_ids(self.text_codec.encode(list(prompts)), self.model.text.max_len)
 
     @torch.no_grad()

@@ -6,7 +6,8 @@ codec's continuous pre-quantization latents, scaled to unit variance with the sc
 config (LDM, Rombach et al., arXiv 2112.10752, sec. 4.3.2).
 
 * Text: captions -> the project's byte-level BPE (``text.codec: DIR``, or a BPE of ``text.vocab_size`` ids learned
-  from the training captions and saved as ``text_codec/``) -> a small transformer trained with the denoiser.
+  from the training captions and saved as ``text_codec/``) -> a small transformer trained with the denoiser; or
+  (``text.clip: DIR``, an ``omnitok train clip`` model) the frozen CLIP text tower's embedding, copied as ``text_clip/``.
 * Classifier-free guidance: each caption is replaced by the empty one with probability ``train.cond_drop``
   (Ho & Salimans, arXiv 2207.12598, sec. 3.2).
 * Loss: MSE between the model output and the scheduler's target (epsilon, v or x0) at t ~ U{0..T-1}.
@@ -18,7 +19,7 @@ Output folder::
     out/config.yaml                 the resolved preset
     out/log.jsonl                   loss, learning rate, seconds every log_every steps
     out/samples/step-0000500.png    a grid sampled with the EMA weights (train.sample_every; the preset's sample:)
-    out/text_codec/ [image_codec/]  the BPE (and the latent codec) the model needs
+    out/text_codec/ [image_codec/]  the BPE or the CLIP model (text_clip/), and the latent codec, the model needs
     out/checkpoints/step_<N>/       training checkpoints (model.* and ema.* weights, optimizer, rng) for --resume
     out/final/                      the EMA model: config.json + model.safetensors + text_codec/ [+ image_codec/]
 """
@@ -54,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "data": {"name": "synthetic", "size": 16, "channels": 3, "limit": None, "split": "train"},
     "latent": None,
-    "text": {"codec": None, "vocab_size": 320, "dim": 64, "layers": 2, "heads": 4, "max_len": 16},
+    "text": {"codec": None, "clip": None, "vocab_size": 320, "dim": 64, "layers": 2, "heads": 4, "max_len": 16},
     "denoiser": {"name": "unet"},
     "scheduler": {},
     "train": {"steps": 1000, "batch_size": 32, "lr": 3e-4, "warmup": 100, "min_lr_ratio": 0.1, "weight_decay": 0.0,
@@ -209,9 +210,21 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
     t_load = time.perf_counter()
 
     images, captions = load_pairs(cfg["data"], progress)
-    text_codec = _text_codec(cfg, captions, out)
-    max_len = int(cfg["text"]["max_len"])
-    ids, lengths = pad_ids(text_codec.encode(captions), max_len)  # (N, L), (N,)
+    if cfg["text"].get("clip"):  # a frozen CLIP text tower (omnitok.align): its embeddings, computed once
+        from omnitok.align.api import encode_text
+        from omnitok.align.model import AlignModel
+
+        text_codec = AlignModel.from_pretrained(cfg["text"]["clip"])
+        if not (out / "text_clip" / "config.json").is_file():
+            shutil.copytree(cfg["text"]["clip"], out / "text_clip", dirs_exist_ok=True)
+        ids = encode_text(text_codec, captions)[:, None]  # (N, 1, E)
+        lengths = torch.ones(len(captions), dtype=torch.long)
+        text_cfg = {"kind": "embedding", "embed_dim": int(ids.shape[-1]), "dim": int(cfg["text"]["dim"])}
+    else:
+        text_codec = _text_codec(cfg, captions, out)
+        ids, lengths = pad_ids(text_codec.encode(captions), int(cfg["text"]["max_len"]))  # (N, L), (N,)
+        text_cfg = {k: v for k, v in cfg["text"].items() if k not in ("codec", "clip")} | {
+            "vocab_size": int(text_codec.config["vocab_size"])}
 
     image_codec, latent = None, None
     if cfg.get("latent") and cfg["latent"].get("codec"):
@@ -235,8 +248,7 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
         data = to_channels(images.float() / 127.5 - 1, int(cfg["data"]["channels"]))  # (N, C, H, W) in [-1, 1]
     channels, size = int(data.shape[1]), int(data.shape[-1])
     model_cfg = {"sample": {"channels": channels, "size": size}, "denoiser": dict(cfg["denoiser"]),
-                 "text": {k: v for k, v in cfg["text"].items() if k != "codec"} | {
-                     "vocab_size": int(text_codec.config["vocab_size"])},
+                 "text": text_cfg,
                  "scheduler": dict(cfg["scheduler"]), "latent": latent}
     model = DiffusionModel(model_cfg)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -318,7 +330,7 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
     ema.save_pretrained(final_dir, extra={"train": {"preset": cfg.get("name"), "steps": step, "stopped_by": stopped,
                                                     "seconds": round(seconds, 1), "load_seconds": round(load_seconds, 1),
                                                     "parameters": params, "final": last}, "preset": cfg})
-    for name in ("text_codec", "image_codec"):
+    for name in ("text_codec", "text_clip", "image_codec"):
         if (out / name).is_dir():
             shutil.copytree(out / name, final_dir / name, dirs_exist_ok=True)
     return final_dir
