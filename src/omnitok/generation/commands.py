@@ -71,10 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rerank", default="reverse", choices=["reverse", "joint"],
                         help="--best-of score: reverse = log p(prompt | candidate), joint = + log p(candidate | "
                              "prompt)")
-    parser.add_argument("--method", default="cached", choices=["cached", "jacobi", "naive", "diffusion"],
-                        help="decoder: static KV cache, speculative Jacobi (image/video/audio), or the naive loop; "
+    parser.add_argument("--method", default="cached", choices=["cached", "jacobi", "naive", "masked", "diffusion"],
+                        help="decoder: static KV cache, speculative Jacobi (image/video/audio), the naive loop, or "
+                             "masked parallel decoding (images, from a model trained with masked-image documents); "
                              "diffusion: --ckpt is a diffusion model (omnitok train diffusion), --to image only")
-    parser.add_argument("--steps", type=int, default=None, help="diffusion: denoising steps (default 20)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="diffusion: denoising steps (default 20); masked: forwards per image (default 12)")
     parser.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "euler"],
                         help="diffusion: DDIM, DDPM ancestral or flow-matching Euler (one trained model serves all)")
     parser.add_argument("--eta", type=float, default=0.0, help="diffusion, DDIM: 0 deterministic, 1 DDPM-like")
@@ -345,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
     if grid is not None:
         grid = check_grid(vocab, produce, grid, model.config.max_seq_len)
     out = Path(args.out) if args.out else (None if produce == "text" else Path("out" + OUT_SUFFIX[produce]))
-    stream = not args.no_stream and args.num_samples == 1 and args.best_of == 1 and args.method != "jacobi"
+    stream = not args.no_stream and args.num_samples == 1 and args.best_of == 1 and args.method in ("cached", "naive")
     preview = Path(args.preview) if args.preview else out
     streamer = _Streamer(vocab, produce, grid, preview if produce == "image" else None) if stream else None
     try:
@@ -353,7 +355,8 @@ def run(args: argparse.Namespace) -> int:
                           cfg_schedule=args.cfg_schedule, temperature=args.temperature, top_k=args.top_k,
                           top_p=args.top_p, seed=args.seed, max_new_tokens=args.max_new_tokens,
                           num_samples=args.num_samples, on_token=streamer, method=args.method,
-                          until_end=until_end, best_of=args.best_of, rerank=args.rerank)
+                          until_end=until_end, best_of=args.best_of, rerank=args.rerank,
+                          steps=args.steps if args.method == "masked" else None)
     finally:
         if streamer is not None:
             streamer.close()  # an error message then starts on a line of its own

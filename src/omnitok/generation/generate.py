@@ -10,6 +10,8 @@ Three decoders share the prompt handling, the constraint table and the sampler:
 * ``method="cached"`` (default): prefill + fixed-shape decode steps (a CUDA graph on GPU), no host sync per
   step unless ``on_token`` asks for the tokens (text stops are checked every ``check_every`` steps);
 * ``method="jacobi"``: speculative Jacobi decoding (:mod:`omnitok.generation.jacobi`), image / video / audio;
+* ``method="masked"``: masked parallel decoding (:mod:`omnitok.generation.masked`), an image in ``steps``
+  forwards, for a model trained with masked-image documents (a vocabulary with ``<|mask|>``);
 * ``method="naive"``: the reference loop: no cache, the whole sequence through the model every step, the
   conditional and unconditional branches as separate passes (tests and the benchmark compare against it).
 """
@@ -30,6 +32,7 @@ from torch import Tensor
 from omnitok.generation.cfg import guidance_scales, guide
 from omnitok.generation.constraints import StepTable, step_table
 from omnitok.generation.jacobi import decode_jacobi
+from omnitok.generation.masked import decode_masked
 from omnitok.generation.sampling import SamplingParams, sample
 from omnitok.model.kv_cache import StaticKVCache
 from omnitok.model.transformer import Transformer
@@ -46,7 +49,7 @@ MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
     "audio": {"temperature": 1.0, "top_k": 250, "top_p": 1.0, "cfg_scale": 3.0},
     "video": {"temperature": 1.0, "top_k": 1000, "top_p": 1.0, "cfg_scale": 3.0},
 }
-METHODS = ("cached", "jacobi", "naive")
+METHODS = ("cached", "jacobi", "naive", "masked")
 
 Prompt = str | Segment | Document | Sequence[Segment] | None
 TokenCallback = Callable[[int, Tensor], None]
@@ -336,6 +339,7 @@ def generate(
     min_frames: int = 1,
     best_of: int = 1,
     rerank: str = "reverse",
+    steps: int | None = None,
 ) -> GenerationOutput:
     """Generate a ``produce`` segment ("text" | "image" | "audio" | "video") after each prompt.
 
@@ -346,7 +350,8 @@ def generate(
     (:data:`MODALITY_DEFAULTS`). cfg_scale 1 turns guidance off (no unconditional rows).
     seed: seeds the device generator (same seed, same device and batch -> same tokens).
     on_token(step, ids (rows,)): streaming callback after each step (cached / naive only).
-    method: "cached" | "jacobi" | "naive" (see the module docstring).
+    method: "cached" | "jacobi" | "naive" | "masked" (see the module docstring).
+    steps (masked): forwards per image (default 12; fewer when the image has fewer codes).
     jacobi_window: draft tokens verified per forward; None = 16 on a GPU (a forward of 17 tokens costs about
     one of 1 token there), 3 on a CPU (where the forward's cost grows with its tokens).
     until_end (audio): the grid's T is the most frames and the model ends the segment itself (END_AUDIO after
@@ -362,8 +367,12 @@ def generate(
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a whole number >= 1, got {num_samples!r}")
-    if method == "jacobi" and on_token is not None:
-        raise ValueError("on_token streaming is not available with method='jacobi'")
+    if method in ("jacobi", "masked") and on_token is not None:
+        raise ValueError(f"on_token streaming is not available with method={method!r}")
+    if method == "masked" and produce != "image":
+        raise ValueError(f"method='masked' generates images (its training masks image targets), not {produce!r}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
     if best_of < 1:
         raise ValueError(f"best_of must be >= 1, got {best_of}")
     if best_of > 1:
@@ -372,7 +381,7 @@ def generate(
                              temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                              max_new_tokens=max_new_tokens, on_token=on_token, method=method,
                              jacobi_window=jacobi_window, check_every=check_every, cuda_graph=cuda_graph,
-                             until_end=until_end, min_frames=min_frames))
+                             until_end=until_end, min_frames=min_frames, steps=steps))
     recorded = recorded_defaults(model, produce)
     if grid is None and produce == "audio" and recorded.get("until_end"):
         until_end = True  # the recorded audio length is a cap: the model ends the speech itself
@@ -434,6 +443,9 @@ def generate(
             ids, mask = ids.to(device), mask.to(device)
             if method == "jacobi":
                 tokens, stats = decode_jacobi(model, ids, mask, table, params, scales, generator, jacobi_window)
+            elif method == "masked":
+                tokens, stats = decode_masked(model, ids, mask, table, params, vocab.mask_id,
+                                              12 if steps is None else steps, scales, generator)
             else:
                 tokens, stats = decode_cached(model, ids, mask, table, params, scales, generator, on_token,
                                               check_every, cuda_graph)
