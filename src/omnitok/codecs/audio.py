@@ -282,7 +282,7 @@ class AudioCodec(Codec):
         causal, so a clip's frames never see the padding after it (the same argument as :meth:`encode_chunked`).
         Bit for bit with the float64 encoder (the default); with ``encode_dtype = torch.float32`` the batch
         shape can flip a code at a near tie (1 of the quickstart's 436,005 training speech codes). On a 2-core CPU the
-        quickstart's 7,190 training clips encode in 73 s instead of 132 s one at a time (docs/results.md).
+        quickstart's 7,190 training clips encode in 73 s instead of 132 s one at a time (docs/experiments.md, run H).
         """
         if batch_size < 1:
             raise ValueError(f"encode_many: batch_size must be >= 1, got {batch_size}")
