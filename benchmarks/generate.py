@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         est = " (est.)" if r.get("estimated") else ""
         print(f"| {r['decoder']} | {r['batch']} | {r['seconds_per_image']:.2f}{est} | {r['tokens_per_s']:.1f} | "
-              f"{r['forwards']} | {r.get('accepted_per_step', 1.0):.2f} | {r.get('speedup_vs_hf', float('nan')):.2f}x |")
+              f"{r['forwards']} | {r.get('accepted_per_step', 1.0):.2f} | "
+              + (f"{r['speedup_vs_hf']:.2f}x |" if "speedup_vs_hf" in r else "- |"))
     print(f"wrote {out}")
     return 0
 
