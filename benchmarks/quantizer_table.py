@@ -127,13 +127,11 @@ def train_usage(codec_dir: Path, split: str = "train") -> dict[str, Any]:
     import torch
 
     from omnitok.codecs.base import load_codec
-    from omnitok.codecs.files import register_codecs
     from omnitok.eval.codec_data import load_images, to_float
     from omnitok.eval.image_codec import codebook_stats
     from omnitok.io.image import to_channels
 
     torch.set_num_threads(1)
-    register_codecs()
     codec = load_codec(codec_dir).eval()
     x = load_images("emoji", split, 64, progress=False)
     codes = []

@@ -21,7 +21,6 @@ Images (.png .jpg .jpeg .webp .bmp .gif): greyscale replicated to RGB, alpha com
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -129,19 +128,9 @@ def decode_file(codec: Codec, path: str | Path, out: str | Path, force: bool = F
 
 
 # ----- CLI ---------------------------------------------------------------------------------------
-def register_codecs() -> None:
-    """Import the codec classes so ``load_codec`` can dispatch on ``codec_class`` (audio lazily, if present)."""
-    import importlib
-
-    for mod in ("omnitok.codecs.image", "omnitok.codecs.video", "omnitok.codecs.audio"):
-        with contextlib.suppress(ImportError):  # the audio codec is optional here
-            importlib.import_module(mod)
-
-
 def _load(args: argparse.Namespace) -> Codec:
     from omnitok.codecs.base import select_device
 
-    register_codecs()
     return load_codec(args.codec).to(select_device(args.device))
 
 

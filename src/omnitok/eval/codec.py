@@ -32,9 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str, split: str = "test", out: str | Path | None = None,
                         limit: int | None = None, device: str = "auto", fid: bool = True) -> dict[str, Any]:
-    from omnitok.codecs.files import register_codecs
-
-    register_codecs()
     checkpoint = Path(checkpoint)
     cfg = read_codec_config(checkpoint)
     codec = load_codec(checkpoint).to(select_device(device))

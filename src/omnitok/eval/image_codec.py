@@ -51,8 +51,8 @@ def codebook_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
 def evaluate(codec: Codec, data: str, split: str, out_dir: Path, limit: int | None = None,
              fid: bool = True, size: int | None = None, where: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate ``codec`` on ``data``/``split``; write ``recon_grid.png`` under ``out_dir``; return metrics."""
+    from omnitok.eval.grids import image_grid
     from omnitok.io.image import save_image
-    from omnitok.train.image_codec import image_grid
 
     train_cfg = getattr(codec, "train_config", None) or {}
     dcfg = train_cfg.get("data") or {}

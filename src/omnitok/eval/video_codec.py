@@ -22,8 +22,8 @@ __all__ = ["evaluate"]
 @torch.no_grad()
 def evaluate(codec: Codec, data: str, split: str, out_dir: Path, limit: int | None = None,
              size: int | None = None, frames: int | None = None, batch_size: int = 8) -> dict[str, Any]:
+    from omnitok.eval.grids import video_grid
     from omnitok.io.image import save_image, to_channels
-    from omnitok.train.image_codec import video_grid
 
     dcfg = (getattr(codec, "train_config", None) or {}).get("data") or {}
     size = size or dcfg.get("size") or 32

@@ -28,7 +28,6 @@ hold DELAY_PAD.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -94,13 +93,9 @@ class CodecEntry:
 
 
 def _import_codec_modules() -> None:
-    """Import the codec modules so ``load_codec`` can dispatch on their class names (missing ones skipped)."""
-    import importlib
-
-    for mod in ("omnitok.codecs.text", "omnitok.codecs.image", "omnitok.codecs.audio", "omnitok.codecs.video",
-                "omnitok.vocab.debug"):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(mod)
+    """Register the debug codecs of :mod:`omnitok.vocab.debug` with ``load_codec`` (the codecs of omnitok.codecs
+    register when that package is imported, as it is by ``import omnitok``)."""
+    import omnitok.vocab.debug  # noqa: F401 -- registers DebugImageCodec and its siblings on import
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:
