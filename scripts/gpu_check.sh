@@ -152,7 +152,8 @@ else
     run_stage "train_lm_$preset" "$([[ $preset == B ]] && echo 120 || echo 180)" "$PY" benchmarks/train_lm.py \
       --device cuda --gpu-presets "$preset" $COMPILE --steps 10 --warmup 3 --out "$OUT/train_lm_$preset.json"
   done
-  run_stage quantizers 120 "$PY" benchmarks/quantizers.py --device cuda --no-docs --out "$OUT/quantizers.json" \
+  # last: it takes what is left of the budget (its JSON is written after every case)
+  run_stage quantizers 300 "$PY" benchmarks/quantizers.py --device cuda --no-docs --out "$OUT/quantizers.json" \
     --only "K=16384" "K=262144 D=256" "RVQ" "FSQ" "LFQ 2^16" "BSQ 2^16" --time-budget 2 --repeats 5 --steps 200 \
     --usage-budget 10 --max-call-s 20 --child-timeout 60
 fi
