@@ -126,3 +126,44 @@ def test_eval_clip_on_held_out_slices(debug_run: Path, align_root: Path, tmp_pat
     assert code == 0
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["zero_shot_digits"]["accuracy"] == z["accuracy"]
+
+
+def test_siglip_option_trains(align_root: Path, tmp_path: Path) -> None:
+    train(_debug("model.loss=siglip", "train.max_steps=15", "train.eval_every=0", "train.save_every=0"),
+          tmp_path / "siglip", progress=False, root=str(align_root))
+    recs = _records(tmp_path / "siglip", "train")
+    assert recs[-1]["loss"] < recs[0]["loss"]
+    model = AlignModel.from_pretrained(tmp_path / "siglip" / "final")
+    assert model.config.loss == "siglip" and set(model.logit_bias) == {"image", "audio"}
+
+
+@pytest.mark.distributed
+def test_two_processes_train_like_one(debug_run: Path, align_root: Path, tmp_path: Path) -> None:
+    """torchrun with 2 gloo ranks, half of each global batch per rank, ends with the weights of one process."""
+    import os
+    import subprocess
+    import sys
+
+    steps = ["train.max_steps=4", "train.eval_every=0", "train.save_every=0", "train.warmup_steps=1",
+             "train.log_every=1", f"text_codec.path={debug_run / 'text-codec'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+           "-m", "omnitok.cli", "train", "clip", "--preset", "debug", "--root", str(align_root), "--device", "cpu",
+           "--out", str(tmp_path / "ddp"), "--no-progress", *steps]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    train(_debug(*steps), tmp_path / "single", progress=False, root=str(align_root), device="cpu")
+    a = load_file(str(tmp_path / "ddp" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "single" / "final" / "model.safetensors"))
+    start = load_file(str(debug_run / "final" / "model.safetensors"))
+    # the losses and the gradient norm (before clipping) of every step: the gradients are summed, not averaged
+    for r_ddp, r_one in zip(_records(tmp_path / "ddp", "train"), _records(tmp_path / "single", "train"), strict=True):
+        for key in ("loss", "loss_digits", "loss_emoji", "loss_speech", "grad_norm"):
+            assert r_ddp[key] == pytest.approx(r_one[key], rel=1e-4), (key, r_ddp, r_one)
+    # weights: AdamW divides by sqrt(v) + 1e-8, so a gradient entry near 1e-8 turns float rounding into up to
+    # about 1% of one step's learning rate (3e-3) on that entry
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-4, msg=k)
+    assert not torch.equal(a["text.proj.weight"], start["text.proj.weight"])
+    ddp = json.loads((tmp_path / "ddp" / "final" / "config.json").read_text())
+    assert ddp["training"]["world_size"] == 2
