@@ -44,6 +44,8 @@ from omnitok._overrides import apply_overrides, load_yaml
 from omnitok.diffusion import make_scheduler
 from omnitok.diffusion.model import DiffusionModel
 from omnitok.diffusion.text import pad_ids
+from omnitok.generation.diffusion import DiffusionPipeline, image_grid
+from omnitok.io.image import save_image, to_channels
 from omnitok.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from omnitok.train.schedule import lr_at
 
@@ -181,9 +183,6 @@ def _default_prompts(cfg: dict[str, Any]) -> list[str]:
 
 
 def _save_samples(ema: DiffusionModel, text_codec: Any, image_codec: Any, cfg: dict[str, Any], path: Path) -> None:
-    from omnitok.generation.diffusion import DiffusionPipeline, image_grid
-    from omnitok.io.image import save_image
-
     prompts = _default_prompts(cfg)
     if not prompts:
         return
@@ -229,7 +228,6 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
     image_codec, latent = None, None
     if cfg.get("latent") and cfg["latent"].get("codec"):
         from omnitok.codecs.base import load_codec
-        from omnitok.io.image import to_channels
 
         src = Path(cfg["latent"]["codec"])
         image_codec = load_codec(src).eval()
@@ -243,8 +241,6 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
         latent = {"codec": str(src), "scale": 1.0 / std, "shift": shift}
         data = (x - shift) / std
     else:
-        from omnitok.io.image import to_channels
-
         data = to_channels(images.float() / 127.5 - 1, int(cfg["data"]["channels"]))  # (N, C, H, W) in [-1, 1]
     channels, size = int(data.shape[1]), int(data.shape[-1])
     model_cfg = {"sample": {"channels": channels, "size": size}, "denoiser": dict(cfg["denoiser"]),
@@ -313,11 +309,11 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
         if step % int(tc["log_every"]) == 0 or final:
             with log_path.open("a") as f:
                 f.write(json.dumps(last) + "\n")
-        if sample_every and (step % sample_every == 0 or final):
-            _save_samples(ema, text_codec, image_codec, cfg, out / "samples" / f"step-{step:07d}.png")
         if (save_every and step % save_every == 0) or final:
             save_checkpoint(out, step, state, opt, ckpt_cfg, {"step": step, "elapsed": time.perf_counter() - t0},
                             extra={"model_class": "DiffusionModel"}, keep=int(tc["keep_checkpoints"]))
+        if sample_every and (step % sample_every == 0 or final):
+            _save_samples(ema, text_codec, image_codec, cfg, out / "samples" / f"step-{step:07d}.png")
         if out_of_time:
             stopped = f"time budget of {tc['max_minutes']} min"
             break
