@@ -159,3 +159,29 @@ def test_closure_leaves_out_what_only_torch_needs() -> None:
     names = [i["metadata"]["name"] for i in h.closure(report, ["transformers>=4", "vector-quantize-pytorch"], "3.12")]
     # filelock and sympy come with torch (it needs them too); tomli only below Python 3.11; torch only as an extra
     assert names == ["einx", "Huggingface_Hub", "numpy", "transformers", "vector-quantize-pytorch"]
+
+
+def test_finish_judges_the_targets_and_stamps_every_result(tmp_path: Path) -> None:
+    """Targets only for B / L on a GPU: >= 20x HF at batch 1, >= 10x at batch 64, >= 45% MFU for L."""
+    h = _helpers()
+    env = {"gpu": "NVIDIA H200", "driver": "580.1", "torch": "2.11.0", "peers": {}}
+    (tmp_path / "env.json").write_text(json.dumps(env))
+    (tmp_path / "stages.jsonl").write_text(json.dumps({"stage": "generate_B", "status": "ok", "seconds": 1.0,
+                                                       "cap_s": 9}) + "\n")
+    rows = [{"decoder": "ours", "batch": 1, "speedup_vs_hf": 25.0, "tokens_per_s": 1.0},
+            {"decoder": "ours", "batch": 64, "speedup_vs_hf": 8.0, "tokens_per_s": 1.0},
+            {"decoder": "hf", "batch": 1, "speedup_vs_hf": 1.0, "tokens_per_s": 1.0}]
+    (tmp_path / "generate_B.json").write_text(json.dumps({"model": {"preset": "B"}, "device": "cuda",
+                                                          "results": rows}))
+    (tmp_path / "generate_debug.json").write_text(json.dumps({"model": {"preset": "debug"}, "device": "cpu",
+                                                              "results": rows[:1]}))
+    runs = [{"preset": p, "batch": 16, "seq_len": 2048, "omnitok": {"tokens_per_s": 1e5, "mfu": m}}
+            for p, m in (("B", 0.30), ("L", 0.47))]
+    (tmp_path / "train_lm_L.json").write_text(json.dumps({"runs": runs}))
+    summary = h.finish(tmp_path)
+    met = {h_["what"]: h_["met"] for h_ in summary["headline"]}
+    assert met == {"generate B ours batch 1": True, "generate B ours batch 64": False,
+                   "generate debug ours batch 1": None, "train_lm B 16x2048": None, "train_lm L 16x2048": True}
+    assert summary["ok"] and summary["environment"] == env
+    for name in ("generate_B.json", "generate_debug.json", "train_lm_L.json"):
+        assert json.loads((tmp_path / name).read_text())["environment"] == env
