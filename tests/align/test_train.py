@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from omnitok import AlignModel, encode_audio, encode_image, encode_text, similarity
 from omnitok._io import CheckpointError
+from omnitok.align import text_features
 from omnitok.cli import main
 from omnitok.eval.clip import evaluate, recall_at
 from omnitok.train.align import apply_overrides, batch_indices, load_preset, train
@@ -91,6 +92,12 @@ def test_api_embeddings(debug_run: Path) -> None:
         encode_audio(model, clips, 22050)
     s = similarity(a, t)
     assert s.shape == (2, 3) and float(s.abs().max()) <= 1.0 + 1e-5
+    # per-token states for conditioning: their masked mean, projected and normalised, is the text embedding
+    feats, valid = text_features(model, ["one two", "the digit nine", "red apple"])
+    assert feats.shape[:2] == valid.shape and feats.shape[2] == model.config.text.dim
+    pooled = (feats * valid[..., None]).sum(1) / valid.sum(1, keepdim=True)
+    torch.testing.assert_close(torch.nn.functional.normalize(model.text.proj(pooled), dim=-1), t, rtol=1e-4,
+                               atol=1e-5)
 
 
 def test_recall_at() -> None:

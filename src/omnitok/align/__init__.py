@@ -5,7 +5,7 @@ batches (``clip_loss``, ``siglip_loss``; embeddings gathered across ranks), the 
 (``model``), and the library functions (``api``). Trained by ``omnitok train clip``, judged by ``omnitok eval clip``.
 """
 
-from omnitok.align.api import clip_score, encode_audio, encode_image, encode_text, similarity
+from omnitok.align.api import clip_score, encode_audio, encode_image, encode_text, similarity, text_features
 from omnitok.align.audio_encoder import AudioEncoder
 from omnitok.align.clip_loss import clip_loss
 from omnitok.align.image_encoder import ConvImageEncoder
@@ -29,4 +29,5 @@ __all__ = [
     "encode_text",
     "siglip_loss",
     "similarity",
+    "text_features",
 ]

@@ -5,8 +5,8 @@
     i = encode_image(model, images)                                    # (N, 3, H, W) in [-1, 1] -> (N, D)
     s = similarity(i, t)                                               # (N, 2) cosine similarities
 
-``encode_text`` is also the text encoder other models can condition on (``model.text`` gives the pooled
-features before the projection).
+``encode_text`` is also the text encoder other models can condition on: one vector per text, or with
+``text_features`` the text tower's state at every token (for cross-attention).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from torch import Tensor
 from omnitok.align.model import AlignModel
 from omnitok.align.text_encoder import pad_ids
 
-__all__ = ["clip_score", "encode_audio", "encode_image", "encode_text", "similarity"]
+__all__ = ["clip_score", "encode_audio", "encode_image", "encode_text", "similarity", "text_features"]
 
 
 def _device(model: AlignModel) -> torch.device:
@@ -39,6 +39,17 @@ def encode_text(model: AlignModel, texts: str | Sequence[str], batch_size: int =
         ids, lengths = pad_ids(model.tokenizer.encode(texts[i:i + batch_size]), model.config.text.max_len)
         out.append(model.embed_text(ids.to(_device(model)), lengths.to(_device(model))).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, model.config.embed_dim)
+
+
+@torch.no_grad()
+def text_features(model: AlignModel, texts: str | Sequence[str]) -> tuple[Tensor, Tensor]:
+    """Strings -> (per-token states (N, L, text dim), valid bool (N, L)), L the longest text in BPE ids."""
+    if model.tokenizer is None:
+        raise ValueError("the model has no tokenizer (load it with AlignModel.from_pretrained)")
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    ids, lengths = pad_ids(model.tokenizer.encode(texts), model.config.text.max_len)
+    feats, valid = model.text.features(ids.to(_device(model)), lengths.to(_device(model)))
+    return feats.float().cpu(), valid.cpu()
 
 
 @torch.no_grad()

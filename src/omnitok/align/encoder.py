@@ -50,6 +50,10 @@ class TransformerEncoder(nn.Module):
         self.norm = RMSNorm(dim)
 
     def forward(self, x: Tensor, valid: Tensor) -> Tensor:
+        return masked_mean(self.tokens(x, valid), valid)
+
+    def tokens(self, x: Tensor, valid: Tensor) -> Tensor:
+        """(B, T, dim) -> the final normalised state of every position (B, T, dim), before pooling."""
         B, T, _ = x.shape
         positions = torch.arange(T, device=x.device).expand(B, T)
         cos, sin = self.rope(positions)  # (B, T, head_dim)
@@ -57,4 +61,4 @@ class TransformerEncoder(nn.Module):
         mask = valid[:, None, None, :].expand(B, 1, T, T)  # (B, 1, T, T)
         for block in self.blocks:
             x = block(x, cos, sin, mask)
-        return masked_mean(self.norm(x), valid)
+        return self.norm(x)

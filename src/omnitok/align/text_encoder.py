@@ -43,3 +43,10 @@ class TextEncoder(nn.Module):
         ids = ids[:, : self.max_len]
         valid = torch.arange(ids.shape[1], device=ids.device)[None] < lengths[:, None]  # (B, L)
         return self.proj(self.encoder(self.embed(ids), valid))
+
+    def features(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-token states for conditioning another model: ((B, L, dim), valid bool (B, L)); the pooled
+        embedding is ``proj`` of their masked mean."""
+        ids = ids[:, : self.max_len]
+        valid = torch.arange(ids.shape[1], device=ids.device)[None] < lengths[:, None]  # (B, L)
+        return self.encoder.tokens(self.embed(ids), valid), valid
