@@ -2,7 +2,8 @@
 
 * **zero-shot digits** (image tower): each held-out MNIST digit is classified by the nearest of ten class
   embeddings, each the normalised mean of the prompt templates below (CLIP, arXiv 2103.00020, sec. 3.1.4); the
-  accuracy of each template alone is reported too.
+  accuracy of each template alone is reported too, with the mean margin (cosine to the right class minus the
+  best wrong one) and how close the prompts of one digit sit (``prompt_cos_same_digit``) against two digits'.
 * **emoji retrieval** (image tower): image -> name and name -> image R@1 / R@5 among the held-out emoji; the
   candidates are the distinct names (a hit is any image or name of the right name).
 * **CLIPScore on emoji** (Hessel et al. 2021, arXiv 2104.08718): ``2.5 * max(cos, 0)`` of each held-out emoji
@@ -69,14 +70,24 @@ def zero_shot_digits(model: AlignModel, images: Tensor, labels: Tensor,
     """Accuracy of the nearest class embedding (mean of the templates) and of each template alone."""
     img = encode_image(model, images)  # (N, D)
     per_template = {}
-    class_sum = torch.zeros(10, img.shape[1])
+    embs = []
     for tpl in templates:
         emb = encode_text(model, [tpl.format(word=w, digit=d) for d, w in enumerate(WORDS)])  # (10, D)
-        class_sum += emb
+        embs.append(emb)
         per_template[tpl] = float((similarity(img, emb).argmax(1) == labels).float().mean())
-    pred = similarity(img, class_sum).argmax(1)
-    return {"images": int(labels.numel()), "accuracy": float((pred == labels).float().mean()),
-            "templates": list(templates), "per_template": per_template}
+    prompts = torch.stack(embs, 1)  # (10, T, D)
+    sim = similarity(img, prompts.sum(1))  # (N, 10)
+    own = sim.gather(1, labels[:, None])[:, 0]
+    other = sim.scatter(1, labels[:, None], float("-inf")).amax(1)
+    # how the prompts sit: cosine between two templates of one digit, and between prompts of two digits
+    t = torch.nn.functional.normalize(prompts.flatten(0, 1), dim=-1)  # (10 T, D)
+    cls = torch.arange(10).repeat_interleave(len(templates))
+    cos = t @ t.T
+    same = (cls[:, None] == cls[None, :]) & ~torch.eye(len(cls), dtype=torch.bool)
+    return {"images": int(labels.numel()), "accuracy": float((sim.argmax(1) == labels).float().mean()),
+            "margin": float((own - other).mean()), "templates": list(templates), "per_template": per_template,
+            "prompt_cos_same_digit": float(cos[same].mean()),
+            "prompt_cos_other_digit": float(cos[cls[:, None] != cls[None, :]].mean())}
 
 
 def _clip_scores(img: Tensor, texts: list[str], text_emb_of: dict[str, Tensor], seed: int = 0) -> dict[str, Any]:
