@@ -1,5 +1,6 @@
-"""The batcher without HTTP: jobs with the same settings share one generate call, a seeded job runs alone and
-repeats, a failing batch fails only its own jobs, and streamed text equals the final text."""
+"""The batcher without HTTP: jobs with the same settings share one generate call (waiting for as many rows as the
+last batch had), a seeded job runs alone and repeats, a failing batch fails only its own jobs, and streamed text
+is the final text."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def test_load_served_model(served, served_run):
 
 def test_jobs_with_equal_settings_share_a_batch(served):
     b = Batcher(served, max_batch=8, max_wait=0.5)
+    b.last_rows["image"] = 6  # as after a batch of 6: the first job waits (up to 0.5 s) for 6 rows
     try:
         same = [Job("image", [Text(text=f"digit {i}")], 2, {"grid": (2, 2)}) for i in range(3)]
         other = Job("image", [Text(text="digit 9")], 1, {"grid": (3, 2)})
@@ -32,7 +34,7 @@ def test_jobs_with_equal_settings_share_a_batch(served):
         assert [len(o) for o in outs] == [2, 2, 2, 1]
         assert [tuple(o.outputs[0].data.shape) for o in outs] == [(3, 8, 8)] * 3 + [(3, 12, 8)]
         assert outs[0].stats["batch_requests"] == 3 and outs[0].stats["batch_rows"] == 6
-        assert outs[3].stats["batch_rows"] == 1 and b.batches == [6, 1]
+        assert outs[3].stats["batch_rows"] == 1 and b.batches == [6, 1] and b.last_rows["image"] == 1
         with pytest.raises(ValueError, match="more than the server's batch"):
             b.submit(Job("image", [Text(text="x")], 9, {"grid": (2, 2)}))
     finally:
@@ -41,12 +43,14 @@ def test_jobs_with_equal_settings_share_a_batch(served):
 
 def test_seeded_jobs_run_alone_and_repeat(served):
     b = Batcher(served, max_batch=8, max_wait=0.3)
+    b.last_rows["text"] = 3  # a load that would batch three jobs: the seeded ones still run alone
     try:
         jobs = [Job("text", [Text(text="seven")], 1, {"max_new_tokens": 6, "seed": 4}) for _ in range(2)]
         jobs.append(Job("text", [Text(text="seven")], 1, {"max_new_tokens": 6}))
         outs = [f.result(timeout=120) for f in [b.submit(j) for j in jobs]]
         assert [o.stats["batch_rows"] for o in outs] == [1, 1, 1]
         assert outs[0].ids[0].tolist() == outs[1].ids[0].tolist()
+        assert b.last_rows["text"] == 1  # set by the unseeded job only
     finally:
         b.close()
 

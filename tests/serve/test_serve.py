@@ -216,6 +216,8 @@ BAD_JSON = [
     (IMG, {"prompt": "x", "stream": True}, "stream", "not supported"),
     (IMG, {"prompt": "x", "mystery": 1}, "mystery", "Unrecognized request argument"),
     (IMG, {"prompt": "x", "temperature": -1}, "temperature", "greater than or equal"),
+    (IMG, {"prompt": "x", "seed": 2**70}, "seed", "less than"),
+    (IMG, {"prompt": "x", "n": True}, "n", "valid integer"),
     (SPEECH, {"input": "x", "response_format": "mp3"}, "response_format", "not supported"),
     (SPEECH, {"input": "x", "speed": 2.0}, "speed", "not supported"),
     (SPEECH, {"input": "x" * 4097}, "input", "limit of 4096"),

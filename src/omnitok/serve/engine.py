@@ -1,10 +1,12 @@
 """The served model and its batcher: requests for the same output modality and settings share one ``generate``.
 
 One worker thread owns the model. A request becomes a :class:`Job` (prompt segments, rows, settings); the worker
-takes the oldest waiting job, waits up to ``max_wait`` seconds *from that job's arrival* for more jobs with the
-same modality and settings, and runs them as one left-padded batch of at most ``max_batch`` rows (a job is never
-split). While a batch runs, new jobs queue up, so under load the next batch forms without waiting at all: the
-dynamic batching of inference servers such as TGI and vLLM, without their continuous (per-step) batching.
+takes the oldest waiting job and waits for more jobs with the same modality and settings until it has as many rows
+as the last batch of that modality had, or ``max_wait`` seconds have passed *since that job's arrival*; then it
+runs them as one left-padded batch of at most ``max_batch`` rows (a job is never split). A lone client therefore
+never waits, and C steady clients are served in batches of C. While a batch runs, new jobs queue up, so under
+load the next batch forms without waiting: the dynamic batching of inference servers, without continuous
+(per-step) batching.
 
 A job that sets a ``seed`` runs alone: ``generate`` draws one random stream for the whole batch, so the same seed
 gives the same output only when the batch is the same (the request alone).
@@ -152,6 +154,7 @@ class Batcher:
         self.cond = threading.Condition()
         self.serials = itertools.count()
         self.batches: list[int] = []  # rows of each batch run (the last 1,000), for the stats endpoint and tests
+        self.last_rows: dict[str, int] = {}  # modality -> rows of its last batch (how many to wait for)
         self.closed = False
         self.thread = threading.Thread(target=self._loop, name="omnitok-batcher", daemon=True)
         self.thread.start()
@@ -184,10 +187,13 @@ class Batcher:
                 return None
             first = self.pending[0]
             key = first.key()
+            # expect as many rows as the last batch of this modality had: one client alone never waits, and a
+            # steady load of C clients runs as soon as its C requests are back (a batch of 1 waits for no one)
+            target = min(self.max_batch, self.last_rows.get(first.produce, 1))
             while True:
                 rows = sum(j.rows for j in self.pending if j.key() == key)
                 left = first.arrived + self.max_wait - time.monotonic()
-                if rows >= self.max_batch or left <= 0 or first.settings.get("seed") is not None:
+                if rows >= target or left <= 0 or first.settings.get("seed") is not None:
                     break
                 self.cond.wait(left)
             batch, total = [], 0
@@ -234,6 +240,8 @@ class Batcher:
         out = generate(self.served.model, self.served.vocab, prompts, first.produce, on_token=on_token,
                        **first.settings)
         self.batches = (self.batches + [len(prompts)])[-1000:]
+        if first.settings.get("seed") is None:  # a seeded job runs alone whatever the load
+            self.last_rows[first.produce] = len(prompts)
         stats = dict(out.stats, batch_rows=len(prompts), batch_requests=len(batch))
         results, i = [], 0
         for j in batch:

@@ -62,7 +62,7 @@ def _must_be(value: Any, allowed: tuple[Any, ...], name: str) -> Any:
 class _Sampling(_Body):
     """This server's own fields (OpenAI's image and speech endpoints have no sampling settings)."""
 
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**64)  # what torch's generator takes
     guidance_scale: float | None = Field(default=None, ge=0.0, le=50.0)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_k: int | None = Field(default=None, ge=0)
@@ -156,7 +156,7 @@ class ChatRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     top_k: int | None = Field(default=None, ge=0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**64)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     stop: str | list[str] | None = None
