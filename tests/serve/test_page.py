@@ -5,6 +5,7 @@ Set ``OMNITOK_SCREENSHOTS=DIR`` to keep the screenshots (docs/figures/serve-*.pn
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 from pathlib import Path
@@ -38,7 +39,6 @@ def shot(page, tmp_path: Path, name: str) -> None:
 
 def test_page_any_to_any(browser, server: Server, tmp_path):
     from omnitok.io.audio import write_wav
-    from omnitok.io.image import encode_png
 
     page = browser.new_page(viewport={"width": 820, "height": 900})
     errors: list[str] = []
@@ -63,6 +63,7 @@ def test_page_any_to_any(browser, server: Server, tmp_path):
     assert img.evaluate("e => [e.naturalWidth, e.naturalHeight]") == [32, 32]
     sync_api.expect(page.locator("#status")).to_contain_text("image (32x32)")
     shot(page, tmp_path, "text-to-image")
+    png = base64.b64decode(img.get_attribute("src").split(",", 1)[1])  # uploaded below
 
     # text -> speech: an audio player whose WAV the browser decodes
     page.click("#to-speech")
@@ -76,11 +77,10 @@ def test_page_any_to_any(browser, server: Server, tmp_path):
     sync_api.expect(page.locator("video#video-out")).to_have_count(1, timeout=60_000)
     sync_api.expect(page.locator("#status")).to_contain_text("a video")
 
-    # an uploaded image -> text (streamed)
-    rng = np.random.default_rng(0)
-    png = encode_png(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
-    page.set_input_files("#file", files=[{"name": "digit.png", "mimeType": "image/png", "buffer": png}])
+    # an uploaded image (the one generated above) -> text (streamed), shown beside the text
+    page.set_input_files("#file", files=[{"name": "seven.png", "mimeType": "image/png", "buffer": png}])
     page.click("#to-text")
+    sync_api.expect(page.locator("#upload-preview")).to_have_count(1)
     sync_api.expect(page.locator("#status")).to_contain_text("captioned", timeout=60_000)
     sync_api.expect(page.locator("#text-out")).to_have_count(1)
     sync_api.expect(page.locator("#error")).to_be_hidden()
