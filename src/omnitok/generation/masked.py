@@ -90,7 +90,7 @@ def decode_masked(model: Transformer, ids: Tensor, mask: Tensor, table: StepTabl
     counts = masked_counts(n_codes, steps)
     block = torch.where(is_code, torch.full_like(block_ids, mask_id), block_ids).expand(B, Sb).clone()  # (B, Sb)
     masked = is_code.expand(B, Sb).clone()  # (B, Sb) still masked
-    scale = scales[:Sb].to(device)[None, :, None] if cfg else None  # (1, Sb, 1)
+    scale = scales[:Sb].to(device)[None, :, None] if cfg else None  # (1, Sb, 1) per block position
 
     mask = mask.to(device=device, dtype=torch.bool)
     real = mask.long().sum(1)  # (N,) prompt lengths
@@ -102,40 +102,46 @@ def decode_masked(model: Transformer, ids: Tensor, mask: Tensor, table: StepTabl
     cache = StaticKVCache(model, N, max_len=P + Sb) if use_cache else None
     forwards = 0
     for k, left in enumerate(counts):
+        n = counts[k - 1] if k else n_codes  # codes still masked (the same in every row)
         rows = torch.cat([block, block]) if cfg else block  # (N, Sb)
+        want = torch.cat([masked, masked]) if cfg else masked  # (N, Sb): the head runs only where a code is drawn
         if cache is not None and k > 0:  # the prompt is cached: only the block, in the same slots
-            logits = cache.extend(rows, positions=pos_block, segment_ids=seg_full[:, P:])  # (N, Sb, V)
+            logits, _ = model(rows, position_ids=pos_block, kv_cache=cache, segment_ids=seg_full[:, P:],
+                              logits_mask=want)  # (N * n, V)
             cache.rewind(Sb)
         else:
             seq = torch.cat([ids, rows], 1)  # (N, P + Sb)
             pos = torch.cat([pos_prompt, pos_block], 1)
+            want = torch.cat([torch.zeros(N, P, dtype=torch.bool, device=device), want], 1)  # (N, P + Sb)
             if cache is not None:
                 cache.reset()
-                logits = cache.extend(seq, positions=pos, attention_mask=torch.cat([mask, ones], 1),
-                                      segment_ids=seg_full)[:, P:]
+                logits, _ = model(seq, position_ids=pos, attention_mask=torch.cat([mask, ones], 1), kv_cache=cache,
+                                  segment_ids=seg_full, logits_mask=want)
                 cache.rewind(Sb)
             else:
                 docs = torch.where(torch.cat([mask, ones], 1), 0, -1)  # left padding is its own document
-                logits = model(seq, position_ids=pos, document_ids=docs, segment_ids=seg_full)[0][:, P:]
+                logits, _ = model(seq, position_ids=pos, document_ids=docs, segment_ids=seg_full, logits_mask=want)
         forwards += 1
-        lg = (guide(logits, scale) if cfg else logits.float()) + bias  # (B, Sb, V)
+        where = masked.nonzero()[:, 1].view(B, n)  # (B, n) block positions of the masked codes, row-major
+        logits = logits.view(N, n, -1)  # (N, n, V)
+        lg = guide(logits, scale[0, where]) if cfg else logits.float()  # (B, n, V)
+        lg = lg + bias[where]  # each position keeps its codebook level
         if params.greedy:
-            drawn = lg.argmax(-1)  # (B, Sb)
+            drawn = lg.argmax(-1)  # (B, n)
             logp = lg.log_softmax(-1)
         else:
             filtered = filter_logits(lg, params)
             drawn = sample_from_probs(filtered.softmax(-1), generator)
             logp = filtered.log_softmax(-1)
-        conf = logp.gather(-1, drawn[..., None])[..., 0]  # (B, Sb) log p of the drawn code
+        conf = logp.gather(-1, drawn[..., None])[..., 0]  # (B, n) log p of the drawn code
         anneal = choice_temperature * (1.0 - (k + 1) / len(counts))
         if not params.greedy and anneal > 0:
             u = torch.rand(conf.shape, device=device, generator=generator).clamp_(1e-20, 1.0)
             conf = conf + anneal * -torch.log(-torch.log(u))  # Gumbel(0, 1)
-        conf = conf.masked_fill(~masked, float("-inf"))  # fixed codes and forced ids never move
-        n_fix = (counts[k - 1] if k else n_codes) - left  # codes fixed at this step (>= 1)
-        pick = conf.topk(n_fix, dim=-1).indices  # (B, n_fix)
-        block.scatter_(1, pick, drawn.gather(1, pick))
-        masked.scatter_(1, pick, False)
+        pick = conf.topk(n - left, dim=-1).indices  # (B, n - left): the most confident, >= 1 per step
+        at = where.gather(1, pick)  # (B, n - left) block positions fixed now; fixed codes never move again
+        block.scatter_(1, at, drawn.gather(1, pick))
+        masked.scatter_(1, at, False)
     tokens = torch.cat([block, torch.full((B, 1), end_id, dtype=torch.long, device=device)], 1)  # (B, S)
     return tokens, {"forwards": forwards, "tokens": B * n_codes, "seconds": time.perf_counter() - t0,
                     "steps": len(counts)}
