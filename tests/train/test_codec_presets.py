@@ -10,7 +10,8 @@ import torch
 
 from omnitok.cli import main
 from omnitok.codecs.base import load_codec
-from omnitok.codecs.builder import QUANTIZERS, load_preset
+from omnitok.codecs.builder import load_preset
+from omnitok.quantizers.registry import QUANTIZERS
 
 
 @pytest.mark.parametrize(("preset", "family", "num_codebooks"),

@@ -6,9 +6,10 @@ A preset looks like::
     model: {in_channels: 3, channels: 64, channel_mult: [1, 2, 2, 2], num_res_blocks: 1, z_channels: 64}
     quantizer: {name: vq, dim: 16, codebook_size: 1024, kmeans_init: true}
 
-``quantizer.name`` picks the class (vq, rvq, pq, aq, fsq, lfq, bsq, gumbel: :data:`QUANTIZERS`); every other
-key is passed to its constructor unchanged. Components never read configs themselves. Preset files and
-``key=value`` overrides are read by :mod:`omnitok._overrides` (the same typed values as the LM presets).
+``quantizer.name`` picks the class (vq, rvq, pq, aq, fsq, lfq, bsq, gumbel:
+:data:`omnitok.quantizers.registry.QUANTIZERS`); every other key is passed to its constructor unchanged.
+Components never read configs themselves. Preset files and ``key=value`` overrides are read by
+:mod:`omnitok._overrides` (the same typed values as the LM presets).
 """
 
 from __future__ import annotations
@@ -17,57 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from omnitok._overrides import apply_overrides, load_yaml
-from omnitok.quantizers import (
-    BSQ,
-    FSQ,
-    LFQ,
-    AdditiveVQ,
-    GumbelVQ,
-    ProductVQ,
-    Quantizer,
-    ResidualVQ,
-    VectorQuantizer,
-)
 
-__all__ = [
-    "QUANTIZERS",
-    "apply_overrides",
-    "build_codec",
-    "build_quantizer",
-    "load_preset",
-    "preset_path",
-    "quantizer_class",
-]
-
-#: quantizer name -> class: the eight families of omnitok.quantizers, one name each
-QUANTIZERS: dict[str, type[Quantizer]] = {
-    "vq": VectorQuantizer,
-    "rvq": ResidualVQ,
-    "pq": ProductVQ,
-    "aq": AdditiveVQ,
-    "fsq": FSQ,
-    "lfq": LFQ,
-    "bsq": BSQ,
-    "gumbel": GumbelVQ,
-}
+__all__ = ["build_codec", "load_preset", "preset_path"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "codec"
-
-
-def quantizer_class(name: str) -> type[Quantizer]:
-    """The quantizer class called ``name`` in presets (vq, rvq, pq, aq, fsq, lfq, bsq, gumbel)."""
-    if name not in QUANTIZERS:
-        raise ValueError(f"unknown quantizer {name!r}; expected one of {sorted(QUANTIZERS)}")
-    return QUANTIZERS[name]
-
-
-def build_quantizer(name: str, **kwargs: Any) -> Quantizer:
-    """Instantiate quantizer ``name`` with constructor ``kwargs`` (a clear error for bad keywords)."""
-    cls = quantizer_class(name)
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ValueError(f"quantizer {name!r} ({cls.__name__}): bad arguments {sorted(kwargs)}: {e}") from e
 
 
 def preset_path(name: str) -> Path:

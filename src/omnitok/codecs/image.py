@@ -18,9 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from omnitok.codecs.base import Codec
-from omnitok.codecs.builder import build_quantizer
 from omnitok.nn.conv import ConvDecoder2d, ConvEncoder2d
 from omnitok.quantizers.base import Quantizer
+from omnitok.quantizers.registry import build_quantizer
 
 __all__ = ["CodecOutput", "ImageCodec"]
 

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnitok.codecs.base import Codec
-from omnitok.codecs.builder import build_quantizer
 from omnitok.codecs.image import CodecOutput, check_float_batch
 from omnitok.nn.conv import ConvDecoder2d, ConvEncoder2d, group_norm
 from omnitok.quantizers.base import Quantizer
+from omnitok.quantizers.registry import build_quantizer
 
 __all__ = ["CausalTemporalDown", "CausalTemporalUp", "VideoCodec"]
 

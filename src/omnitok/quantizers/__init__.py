@@ -7,11 +7,13 @@ from omnitok.quantizers.fsq import FSQ
 from omnitok.quantizers.gumbel import GumbelVQ
 from omnitok.quantizers.lfq import LFQ
 from omnitok.quantizers.pq import ProductVQ
+from omnitok.quantizers.registry import QUANTIZERS, build_quantizer
 from omnitok.quantizers.rvq import ResidualVQ
 from omnitok.quantizers.vq import VectorQuantizer
 
 __all__ = [
     "BSQ",
+    "QUANTIZERS",
     "FSQ",
     "LFQ",
     "AdditiveVQ",
@@ -21,4 +23,5 @@ __all__ = [
     "QuantizerOutput",
     "ResidualVQ",
     "VectorQuantizer",
+    "build_quantizer",
 ]
