@@ -10,7 +10,9 @@ Same random weights for every decoder, in one process (weights do not change spe
    the default here), CFG as a batch of 2 per image with a logits processor (guidance + the same constraint
    table + temperature/top-k, drawing the token itself so both halves get the same one);
 3. ``ours``: ``omnitok.generate`` (static KV cache, batched CFG, device-side constraints and sampling);
-4. ``ours_jacobi``: the same with speculative Jacobi decoding.
+4. ``ours_jacobi``: the same with speculative Jacobi decoding;
+5. ``ours_masked_K``: masked parallel decoding in K forwards (``--masked-steps``; the vocabulary has a
+   ``<|mask|>`` id; with random weights only the speed means something).
 
 HF and ours alternate ``--repeats`` times (medians reported; all times are in the JSON); the Jacobi and naive
 runs are timed once. Sampling: temperature 1, top-k 1000, CFG scale 3 (the image defaults). The vocabulary has a realistic size
@@ -48,6 +50,7 @@ from omnitok.model.config import ModelConfig, apply_overrides, load_preset
 from omnitok.model.transformer import Transformer
 from omnitok.train.export_hf import export_hf
 from omnitok.vocab import CodecEntry, Text, Vocabulary
+from omnitok.vocab.special import SpecialTokens
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID = (16, 16)
@@ -55,12 +58,12 @@ CFG, TOP_K, TEMP = 3.0, 1000, 1.0
 
 
 def bench_vocab(text: int, image: int) -> Vocabulary:
-    sp_size = Vocabulary({}).specials.size
+    sp = SpecialTokens(with_mask=True)  # <|mask|> for the masked decoder (one more id)
     entries = {
-        "text": CodecEntry("text", "bench-bpe", "TextCodec", "bench", text, 1, sp_size),
-        "image": CodecEntry("image", "bench-vq", "ImageCodec", "bench", image, 1, sp_size + text),
+        "text": CodecEntry("text", "bench-bpe", "TextCodec", "bench", text, 1, sp.size),
+        "image": CodecEntry("image", "bench-vq", "ImageCodec", "bench", image, 1, sp.size + text),
     }
-    return Vocabulary(entries)
+    return Vocabulary(entries, sp)
 
 
 def sync(device: torch.device) -> None:
@@ -68,11 +71,12 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run_ours(model, vocab, prompts, method: str, seed: int, device, window: int | None = None) -> dict[str, Any]:
+def run_ours(model, vocab, prompts, method: str, seed: int, device, window: int | None = None,
+             steps: int | None = None) -> dict[str, Any]:
     sync(device)
     t0 = time.perf_counter()
     out = generate(model, vocab, prompts, "image", grid=GRID, cfg_scale=CFG, temperature=TEMP, top_k=TOP_K,
-                   seed=seed, method=method, decode_data=False, jacobi_window=window)
+                   seed=seed, method=method, decode_data=False, jacobi_window=window, steps=steps)
     sync(device)
     dt = time.perf_counter() - t0
     for d in out.documents:  # every row must decode to a 16 x 16 image
@@ -80,6 +84,8 @@ def run_ours(model, vocab, prompts, method: str, seed: int, device, window: int 
     rec = {"seconds": dt, "forwards": out.stats["forwards"]}
     if "accepted_per_step" in out.stats:
         rec["accepted_per_step"] = out.stats["accepted_per_step"]
+    if method == "masked":
+        rec["accepted_per_step"] = GRID[0] * GRID[1] / out.stats["forwards"]  # codes per forward
     return rec
 
 
@@ -162,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=16384)
     ap.add_argument("--window", type=int, default=None, help="Jacobi window (default: 16 on GPU, 3 on CPU)")
     ap.add_argument("--skip", default="", help="comma-separated decoders to skip (naive,hf,ours,ours_jacobi)")
+    ap.add_argument("--masked-steps", default="", help="comma-separated K: masked decoding in K forwards, timed once")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--repeats", type=int, default=3, help="alternating runs of HF and ours (median reported)")
     ap.add_argument("--threads", type=int, default=1,
@@ -211,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                 timed.setdefault("ours", []).append(run_ours(model, vocab, prompts, "cached", rep, device))
         if "ours_jacobi" not in skip:
             timed["ours_jacobi"] = [run_ours(model, vocab, prompts, "jacobi", 0, device, args.window)]
+        for k in (int(x) for x in args.masked_steps.split(",") if x):
+            timed[f"ours_masked_{k}"] = [run_ours(model, vocab, prompts, "masked", 0, device, steps=k)]
         for name, recs in timed.items():
             secs = [r["seconds"] for r in recs]
             runs[name] = {**recs[0], "seconds": statistics.median(secs), "seconds_all": secs}

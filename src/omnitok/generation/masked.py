@@ -87,6 +87,9 @@ def decode_masked(model: Transformer, ids: Tensor, mask: Tensor, table: StepTabl
     Sb = block_ids.shape[0]
     is_code = block_ids < 0  # (Sb,)
     n_codes = int(is_code.sum())
+    cols = torch.isfinite(bias[is_code]).any(0).nonzero()[:, 0]  # ids any code position may take
+    lo, hi = int(cols[0]), int(cols[-1]) + 1  # guidance and sampling only over [lo, hi) (the image's codes)
+    bias = bias[:, lo:hi]  # (Sb, hi - lo)
     counts = masked_counts(n_codes, steps)
     block = torch.where(is_code, torch.full_like(block_ids, mask_id), block_ids).expand(B, Sb).clone()  # (B, Sb)
     masked = is_code.expand(B, Sb).clone()  # (B, Sb) still masked
@@ -123,8 +126,8 @@ def decode_masked(model: Transformer, ids: Tensor, mask: Tensor, table: StepTabl
                 logits, _ = model(seq, position_ids=pos, document_ids=docs, segment_ids=seg_full, logits_mask=want)
         forwards += 1
         where = masked.nonzero()[:, 1].view(B, n)  # (B, n) block positions of the masked codes, row-major
-        logits = logits.view(N, n, -1)  # (N, n, V)
-        lg = guide(logits, scale[0, where]) if cfg else logits.float()  # (B, n, V)
+        logits = logits.view(N, n, -1)[..., lo:hi]  # (N, n, hi - lo)
+        lg = guide(logits, scale[0, where]) if cfg else logits.float()  # (B, n, hi - lo)
         lg = lg + bias[where]  # each position keeps its codebook level
         if params.greedy:
             drawn = lg.argmax(-1)  # (B, n)
@@ -140,7 +143,7 @@ def decode_masked(model: Transformer, ids: Tensor, mask: Tensor, table: StepTabl
             conf = conf + anneal * -torch.log(-torch.log(u))  # Gumbel(0, 1)
         pick = conf.topk(n - left, dim=-1).indices  # (B, n - left): the most confident, >= 1 per step
         at = where.gather(1, pick)  # (B, n - left) block positions fixed now; fixed codes never move again
-        block.scatter_(1, at, drawn.gather(1, pick))
+        block.scatter_(1, at, drawn.gather(1, pick) + lo)
         masked.scatter_(1, at, False)
     tokens = torch.cat([block, torch.full((B, 1), end_id, dtype=torch.long, device=device)], 1)  # (B, S)
     return tokens, {"forwards": forwards, "tokens": B * n_codes, "seconds": time.perf_counter() - t0,
