@@ -53,7 +53,7 @@ def test_quickstart_debug_end_to_end(env):
         assert "error" not in ev["tasks"][name], (name, ev["tasks"][name])
     t2i = ev["tasks"]["t2i"]
     hits = t2i["accuracy"] * t2i["n"]  # a share of the prompts the judge read as their digit
-    assert t2i["n"] > 0 and abs(hits - round(hits)) < 1e-9
+    assert t2i["n"] > 0 and abs(hits - round(hits)) < 1e-5  # (a float32 mean)
     assert ev["tasks"]["t2s"]["rerank"]["best_of"] == 2 and "the best of 2 candidates" in page
     timings = json.loads((out / "timings.json").read_text())
     assert set(STAGES) <= set(timings)
