@@ -317,25 +317,18 @@ def lm_minutes(cfg: dict[str, Any], timings: dict[str, Any]) -> float | None:
 
 
 def _stage_lm(cfg: dict[str, Any], out: Path, device: str, progress: bool, minutes: float | None = None) -> None:
-    from omnitok.cli import main as cli
+    from omnitok.train.lm import train_preset
 
     data = ",".join(f"{_token_dir(out, e['data'], 'train')}@{float(e.get('ratio', 1.0))}" for e in cfg["tokenize"]
                     if _token_dir(out, e["data"], "train").is_dir())
     lm = cfg["lm"]
-    argv = ["train", "lm", "--preset", str(lm.get("preset", "quickstart")), "--data", data, "--out",
-            str(out / "lm"), "--device", device]
-    if (out / "lm" / "checkpoints").is_dir():
-        argv.append("--resume")
-    if not progress:
-        argv.append("--no-progress")
-    argv += [str(o) for o in lm.get("overrides") or []]
+    overrides = [str(o) for o in lm.get("overrides") or []]
     if minutes is not None:
         print(f"    time budget: {minutes:g} min for the LM (budget_minutes {cfg['budget_minutes']} less the "
               "stages before it and lm.reserve_minutes for evaluation)", flush=True)
-        argv.append(f"max_minutes={minutes}")
-    code = cli(argv)
-    if code:
-        raise RuntimeError(f"omnitok {' '.join(argv)} failed with exit code {code}")
+        overrides.append(f"max_minutes={minutes}")
+    train_preset(str(lm.get("preset", "quickstart")), data, out / "lm", overrides,
+                 resume=(out / "lm" / "checkpoints").is_dir(), progress=progress, device=device)
 
 
 def _stage_eval(cfg: dict[str, Any], out: Path, data_root: Path, judge_dir: Path, device: str,

@@ -38,7 +38,8 @@ from omnitok.train.muon import Muon
 from omnitok.train.muon import param_groups as muon_param_groups
 from omnitok.train.schedule import lr_at
 
-__all__ = ["BatchSource", "SyntheticBatches", "TrainConfig", "add_arguments", "build_optimizer", "run", "train"]
+__all__ = ["BatchSource", "SyntheticBatches", "TrainConfig", "add_arguments", "build_optimizer", "expand_data",
+           "run", "train", "train_preset"]
 
 BATCH_KEYS = ("input_ids", "labels", "position_ids", "document_ids", "modality", "task")
 
@@ -621,6 +622,15 @@ def _save(out: Path, step: int, model: Transformer, optimizer: torch.optim.Optim
     dist_utils.barrier()
 
 
+def train_preset(preset: str, data: str, out: str | Path, overrides: list[str] | None = None, *,
+                 resume: bool = False, progress: bool = True, device: str = "auto") -> dict[str, Any]:
+    """``omnitok train lm`` as a function: the preset ``configs/lm/<preset>.yaml`` with ``key=value`` overrides
+    (checked by type and range), trained on ``data`` (see :func:`expand_data`) into ``out``."""
+    cfg = apply_overrides(load_preset(preset), list(overrides or []), train_keys=TRAIN_KEYS)
+    tc = TrainConfig.from_dict(cfg["train"], where=f"--preset {preset} (train section and overrides)")
+    return train(cfg["model"], tc, data, out, resume=resume, progress=progress, device=device)
+
+
 # ----- command line ---------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="debug", help="configs/lm/<NAME>.yaml: debug, tiny, small, B, L, XL")
@@ -636,12 +646,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    preset = load_preset(args.preset)  # errors are one line from the CLI (cli.main)
-    cfg = apply_overrides(preset, list(args.overrides), train_keys=TRAIN_KEYS)
-    tc = TrainConfig.from_dict(cfg["train"], where=f"--preset {args.preset} (train section and overrides)")
     out = args.out or f"runs/lm-{args.preset}"
-    rec = train(cfg["model"], tc, args.data, out, resume=args.resume, progress=not args.no_progress,
-                device=args.device)
+    rec = train_preset(args.preset, args.data, out, list(args.overrides), resume=args.resume,
+                       progress=not args.no_progress, device=args.device)  # errors: one line from cli.main
     if rec and int(__import__("os").environ.get("RANK", "0")) == 0:
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rec.items()}))
     return 0
