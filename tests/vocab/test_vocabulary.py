@@ -241,13 +241,13 @@ def test_raw_segments_are_encoded_with_the_codecs() -> None:
     g = torch.Generator().manual_seed(0)
     img = torch.rand(3, 16, 12, generator=g) * 2 - 1
     doc = Document([Text("handwritten digit seven"), Image(data=img), Audio(data=torch.rand(1, 400, generator=g)),
-                    Video(data=torch.rand(4, 3, 8, 8, generator=g))])
+                    Video(data=torch.rand(3, 4, 8, 8, generator=g))])
     ids = v.encode(doc)
     back = v.decode(ids, data=True)
     assert back.segments[0].text == "handwritten digit seven"
     assert back.segments[1].codes.shape == (4, 3, 1) and back.segments[1].data.shape == (3, 16, 12)
     assert back.segments[2].codes.shape == (5, 4)
-    assert back.segments[3].codes.shape == (2, 2, 2, 1) and back.segments[3].data.shape == (4, 3, 8, 8)
+    assert back.segments[3].codes.shape == (2, 2, 2, 1) and back.segments[3].data.shape == (3, 4, 8, 8)
     assert back.same_codes(doc)
 
 

@@ -136,8 +136,7 @@ def _file(example: Example, kind: str) -> bytes | None:
 
 
 def _decode(example: Example, kind: str, image_size: int | None, sample_rate: int | None,
-            video_size: int | None = None, video_frames: int | None = None,
-            video_layout: str = "CTHW") -> torch.Tensor:
+            video_size: int | None = None, video_frames: int | None = None) -> torch.Tensor:
     from omnitok.io.audio import decode_audio
     from omnitok.io.image import decode_image
     from omnitok.io.video import decode_video
@@ -151,9 +150,7 @@ def _decode(example: Example, kind: str, image_size: int | None, sample_rate: in
         return decode_audio(data, sample_rate, name=example.key)[0]
     if kind == "video":
         frames = decode_video(data, video_size, video_frames, name=example.key)  # (T, 3, H, W)
-        if video_layout == "TCHW":
-            return frames
-        return frames.permute(1, 0, 2, 3).contiguous()  # (3, T, H, W), the layout of VideoCodec
+        return frames.permute(1, 0, 2, 3).contiguous()  # (3, T, H, W), the layout every video codec takes
     raise ValueError(kind)
 
 
@@ -172,11 +169,10 @@ def _continuation_split(text: str, key: str) -> tuple[str, str]:
 
 def build_document(task: str, example: Example, *, partner: Example | None = None, image_size: int | None = None,
                    sample_rate: int | None = None, video_size: int | None = None,
-                   video_frames: int | None = None, video_layout: str = "CTHW") -> tuple[Document, int]:
+                   video_frames: int | None = None) -> tuple[Document, int]:
     """One example (and its partner for cross-dataset tasks) -> (raw document, number of condition segments)."""
     meta = example.meta
-    dec = lambda ex, kind: _decode(ex, kind, image_size, sample_rate, video_size, video_frames,  # noqa: E731
-                                   video_layout)
+    dec = lambda ex, kind: _decode(ex, kind, image_size, sample_rate, video_size, video_frames)  # noqa: E731
     if task == "text":
         raw = _file(example, "text")
         text = raw.decode("utf-8") if raw is not None else _caption(meta)
@@ -306,8 +302,6 @@ def tokenize_dataset(
                 "skipped": 0, "seconds": 0.0, "examples_per_s": 0.0, "resumed": True}
     skip = writer.examples_done
     task_id = TASKS[task]
-    # the clip layout the video codec takes: "CTHW" (VideoCodec, (B, C, T, H, W)) unless it says otherwise
-    video_layout = str(getattr(vocab.codecs.get("video"), "input_layout", "CTHW"))
     n_ex = n_docs = n_tok = n_bad = 0
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=skip, desc=f"tokenize {task} r{rank}", unit="ex", disable=not progress)
@@ -321,7 +315,7 @@ def tokenize_dataset(
                 partner = pick_partner(ex, partners) if partners is not None else None
                 doc, n_cond = build_document(task, ex, partner=partner, image_size=image_size,
                                              sample_rate=sample_rate, video_size=video_size,
-                                             video_frames=video_frames, video_layout=video_layout)
+                                             video_frames=video_frames)
                 docs += [(d, n_cond) for d in image_views(doc, ex.key, views, shift)]
             except (ValueError, KeyError) as e:
                 n_bad += 1

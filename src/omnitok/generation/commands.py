@@ -179,8 +179,7 @@ def load_media(path: str, vocab, image_size: int | None = None) -> Segment:
     from omnitok.io.video import load_video
 
     x, _ = load_video(p, int(cfg.get("in_channels", 3)))  # (C, T, H, W)
-    # the video codec takes (C, T, H, W); the debug codec takes (frames, 3, H, W)
-    return Video(data=x.transpose(0, 1) if type(codec).__name__.startswith("Debug") else x)
+    return Video(data=x)  # (C, T, H, W): every video codec's layout
 
 
 def save_output(seg: Segment, path: Path, vocab) -> None:
@@ -204,10 +203,7 @@ def save_output(seg: Segment, path: Path, vocab) -> None:
     elif isinstance(seg, Video):
         from omnitok.io.video import save_video
 
-        x = seg.data
-        if x.shape[0] != 3 or x.shape[1] == 3:  # (frames, 3, H, W) -> (3, frames, H, W)
-            x = x.transpose(0, 1)
-        save_video(x, path)
+        save_video(seg.data, path)  # (C, T, H, W)
 
 
 class _Streamer:

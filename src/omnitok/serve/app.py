@@ -184,8 +184,6 @@ def _mp4(served: ServedModel, seg: Segment) -> bytes:
     from omnitok.io.video import write_mp4
 
     x = seg.data.float()
-    if x.shape[0] != 3 or x.shape[1] == 3:  # the codec's (3, T, H, W); the debug codec decodes (T, 3, H, W)
-        x = x.transpose(0, 1)
     frames = tensor_to_uint8(to_channels(x.transpose(0, 1), 3))  # (T, H, W, 3)
     return write_mp4(frames, served.video_fps, name="video")
 

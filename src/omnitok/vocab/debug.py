@@ -81,14 +81,9 @@ class DebugImageCodec(Codec):
 
 
 class DebugVideoCodec(Codec):
-    """(B, F, 3, H, W) -> (B, F/frames_per_code, H/patch, W/patch, n_q).
-
-    Note the frame-major input layout (``input_layout = "TCHW"``), unlike ``VideoCodec``'s (B, C, T, H, W):
-    ``omnitok tokenize`` reads this attribute to hand each codec the layout it takes.
-    """
+    """(B, 3, F, H, W) -> (B, F/frames_per_code, H/patch, W/patch, n_q): the layout of ``VideoCodec``, in and out."""
 
     modality = "video"
-    input_layout = "TCHW"
 
     def __init__(self, patch: int = 4, frames_per_code: int = 2, codebook_size: int = 64, num_codebooks: int = 1,
                  dim: int = 8, seed: int = 0) -> None:
@@ -106,10 +101,11 @@ class DebugVideoCodec(Codec):
     def num_codebooks(self) -> int:
         return self.config["num_codebooks"]
 
-    def code_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return (input_shape[0] // self.tp, input_shape[-2] // self.patch, input_shape[-1] // self.patch)
+    def code_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:  # (C, F, H, W)
+        return (input_shape[1] // self.tp, input_shape[-2] // self.patch, input_shape[-1] // self.patch)
 
-    def encode(self, x: Tensor) -> Tensor:
+    def encode(self, x: Tensor) -> Tensor:  # (B, 3, F, H, W) -> (B, t, h, w, n_q)
+        x = x.transpose(1, 2)  # (B, F, 3, H, W)
         B, F, C, H, W = x.shape
         p, tp = self.patch, self.tp
         x = x[:, : F // tp * tp, :, : H // p * p, : W // p * p].float()
@@ -120,7 +116,7 @@ class DebugVideoCodec(Codec):
         B, t, h, w, _ = codes.shape
         p, tp = self.patch, self.tp
         x = self.q.decode(codes).reshape(B, t, h, w, tp, 3, p, p).permute(0, 1, 4, 5, 2, 6, 3, 7)
-        return x.reshape(B, t * tp, 3, h * p, w * p).clamp(-1, 1)
+        return x.reshape(B, t * tp, 3, h * p, w * p).clamp(-1, 1).transpose(1, 2)  # (B, 3, F, H, W)
 
 
 class DebugAudioCodec(Codec):

@@ -8,8 +8,8 @@ codec has one codebook):
 * ``Text.codes``   (L,)              BPE ids, 0 <= id < text codebook size
 * ``Image.codes``  (h, w, n_q)       ``Image.data`` (3, H, W) float in [-1, 1]
 * ``Audio.codes``  (T, n_q)          ``Audio.data`` (1, samples) float in [-1, 1]
-* ``Video.codes``  (t, h, w, n_q)    ``Video.data`` one clip in the video codec's input layout: (3, frames, H, W)
-                                    for ``VideoCodec``, float in [-1, 1] (``codec.input_layout``, default "CTHW")
+* ``Video.codes``  (t, h, w, n_q)    ``Video.data`` one clip (3, frames, H, W), float in [-1, 1]: the layout every video
+                                    codec takes and returns
 * ``Uncond()``     the empty condition that replaces a dropped condition (classifier-free guidance)
 
 A document made for a task is ``[condition segments..., target segment]``; ``TASKS`` numbers the tasks
