@@ -7,6 +7,14 @@ The flat public API::
 
 from omnitok.align import AlignModel, encode_audio, encode_image, encode_text, similarity
 from omnitok.codecs import AudioCodec, CheckpointError, Codec, ImageCodec, TextCodec, VideoCodec, load_codec
+from omnitok.diffusion import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DiffusionModel,
+    FlowEulerScheduler,
+    SchedulerConfig,
+    make_scheduler,
+)
 from omnitok.generation import generate
 from omnitok.model import ModelConfig, StaticKVCache, Transformer
 from omnitok.quantizers import (
@@ -35,7 +43,11 @@ __all__ = [
     "AudioCodec",
     "CheckpointError",
     "Codec",
+    "DDIMScheduler",
+    "DDPMScheduler",
+    "DiffusionModel",
     "Document",
+    "FlowEulerScheduler",
     "GrammarState",
     "GumbelVQ",
     "Image",
@@ -45,6 +57,7 @@ __all__ = [
     "Quantizer",
     "QuantizerOutput",
     "ResidualVQ",
+    "SchedulerConfig",
     "StaticKVCache",
     "Text",
     "TextCodec",
@@ -60,5 +73,6 @@ __all__ = [
     "encode_text",
     "generate",
     "load_codec",
+    "make_scheduler",
     "similarity",
 ]

@@ -1,4 +1,5 @@
-"""Diffusion beside next-token prediction: noise schedulers (one per file, one interface) and denoisers.
+"""Diffusion beside next-token prediction: noise schedulers (one per file, one interface), denoisers (U-Net, DiT),
+a text encoder, and the model folder (:class:`DiffusionModel`). Sampling with guidance: ``omnitok.generation.diffusion``.
 
     from omnitok.diffusion import SchedulerConfig, make_scheduler
     config = SchedulerConfig(schedule="cosine", prediction_type="v")
@@ -13,7 +14,9 @@ from typing import Any
 
 from omnitok.diffusion.ddim import DDIMScheduler
 from omnitok.diffusion.ddpm import DDPMScheduler
+from omnitok.diffusion.dit import DiT
 from omnitok.diffusion.flow import FlowEulerScheduler
+from omnitok.diffusion.model import DiffusionModel
 from omnitok.diffusion.schedule import (
     PREDICTION_TYPES,
     SCHEDULES,
@@ -21,9 +24,12 @@ from omnitok.diffusion.schedule import (
     SchedulerConfig,
     SchedulerOutput,
 )
+from omnitok.diffusion.text import EmbeddingConditioner, TextEncoder
+from omnitok.diffusion.unet import UNet
 
-__all__ = ["PREDICTION_TYPES", "SCHEDULERS", "SCHEDULES", "DDIMScheduler", "DDPMScheduler", "FlowEulerScheduler",
-           "Scheduler", "SchedulerConfig", "SchedulerOutput", "make_scheduler"]
+__all__ = ["PREDICTION_TYPES", "SCHEDULERS", "SCHEDULES", "DDIMScheduler", "DDPMScheduler", "DiT", "DiffusionModel",
+           "EmbeddingConditioner", "FlowEulerScheduler", "Scheduler", "SchedulerConfig", "SchedulerOutput",
+           "TextEncoder", "UNet", "make_scheduler"]
 
 SCHEDULERS: dict[str, type[Scheduler]] = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "euler": FlowEulerScheduler}
 
