@@ -20,6 +20,8 @@ __all__ = ["add_arguments", "describe", "run"]
 
 
 def _model(path: Path) -> list[str]:
+    if json.loads((path / "config.json").read_text()).get("model_class") == "DiffusionModel":
+        return _diffusion(path)
     from omnitok.generation.commands import find_vocab
     from omnitok.model.transformer import Transformer
 
@@ -48,6 +50,25 @@ def _model(path: Path) -> list[str]:
     if gc.get("sampling_from"):
         lines.append(f"  sampling  from {gc['sampling_from']}")
     return lines
+
+
+def _diffusion(path: Path) -> list[str]:
+    from omnitok.diffusion.model import DiffusionModel
+
+    model = DiffusionModel.from_pretrained(path)  # verifies the checksum and shapes
+    c, s = model.config, model.scheduler_config
+    params = sum(p.numel() for p in model.parameters())
+    space = f"latents of {c['latent']['codec']} (scale {c['latent']['scale']:.4g})" if c.get("latent") else "pixels"
+    text = ("a frozen CLIP text embedding (text_clip/)" if c["text"].get("kind") == "embedding"
+            else f"BPE ids ({c['text']['vocab_size']}) through a {c['text'].get('dim', 64)}-wide encoder")
+    return [f"diffusion   {path}",
+            f"  size      {c['denoiser'].get('name', 'unet')} denoiser, {params / 1e6:.2f} M parameters, samples "
+            f"{'x'.join(str(x) for x in model.sample_shape)} ({space})",
+            f"  schedule  {s.schedule}, {s.num_train_timesteps} timesteps, predicts {s.prediction_type}"
+            + (", zero terminal SNR" if s.zero_terminal_snr else ""),
+            f"  text      {text}",
+            f"  weights   sha256 {_recorded_sha(path)[:16]} (verified)",
+            "  generate  omnitok generate PROMPT --to image --method diffusion --sampler ddim|ddpm|euler --ckpt DIR"]
 
 
 def _recorded_sha(path: Path) -> str:

@@ -51,6 +51,10 @@ def test_debug_training_loss_falls_and_sampling_shapes(tmp_path) -> None:
     from PIL import Image
 
     assert Image.open(png).size == (16, 16)
+    from omnitok.info import describe
+
+    lines = describe(tmp_path / "run")
+    assert lines[1].startswith("diffusion") and "unet denoiser" in lines[2] and "cosine, 100 timesteps" in lines[3]
 
 
 def test_resume_is_bit_identical(tmp_path) -> None:
