@@ -240,6 +240,13 @@ def create_app(served: ServedModel, batcher: Batcher, *, api_key: str | None = N
     def sampling(body: Any) -> dict[str, Any]:
         s = {"cfg_scale": getattr(body, "guidance_scale", None), "temperature": body.temperature,
              "top_k": body.top_k, "top_p": body.top_p, "seed": body.seed}
+        if getattr(body, "method", "next-token") == "masked":
+            if served.vocab.specials.mask is None:
+                raise APIError(400, "method 'masked': this model's vocabulary has no <|mask|> id (it was not "
+                                    "trained for masked decoding); use method 'next-token'", "method", "invalid_value")
+            s.update(method="masked", steps=body.steps)
+        elif getattr(body, "steps", None) is not None:
+            raise APIError(400, "steps applies to method 'masked' only", "steps", "invalid_value")
         return {k: v for k, v in s.items() if v is not None}
 
     async def run(job: Job) -> GenerationOutput:

@@ -82,11 +82,20 @@ class ImageRequest(_Sampling):
     background: str | None = None  # ignored
     moderation: str | None = None  # ignored
     user: str | None = None  # ignored
+    # this server's own: "next-token" (one forward per code) or "masked" (MaskGIT-style parallel decoding in
+    # ``steps`` forwards; a model trained with masked-image documents, a vocabulary with <|mask|>)
+    method: str = "next-token"
+    steps: int | None = Field(default=None, ge=1, le=64)
 
     @field_validator("response_format")
     @classmethod
     def _fmt(cls, v: str) -> str:
         return _must_be(v, ("b64_json",), "response_format")
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        return _must_be(v, ("next-token", "masked"), "method")
 
     @field_validator("output_format")
     @classmethod
