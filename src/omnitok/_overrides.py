@@ -9,11 +9,28 @@ go through the same loader, so a value means the same on the command line as in 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["apply_overrides", "load_yaml", "parse_value", "split_override"]
+__all__ = ["apply_overrides", "load_yaml", "parse_value", "preset_file", "split_override"]
+
+#: configs/<kind>/<name>.yaml: the named presets
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def preset_file(kind: str, name: str) -> Path:
+    """``configs/<kind>/<name>.yaml``, or ``name`` itself when it is a path to a YAML file; a ValueError listing
+    the known presets otherwise."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return p
+    path = CONFIG_DIR / kind / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(q.stem for q in (CONFIG_DIR / kind).glob("*.yaml"))
+        raise ValueError(f"unknown {kind} preset {name!r} (no {path}); known presets: {known}")
+    return path
 
 
 class _Loader(yaml.SafeLoader):

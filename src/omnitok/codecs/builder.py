@@ -17,23 +17,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omnitok._overrides import apply_overrides, load_yaml
+from omnitok import _overrides
+from omnitok._overrides import apply_overrides, load_yaml, preset_file
 
 __all__ = ["build_codec", "load_preset", "preset_path"]
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "codec"
+CONFIG_DIR = _overrides.CONFIG_DIR / "codec"
 
 
 def preset_path(name: str) -> Path:
     """configs/codec/NAME.yaml, or NAME itself when it is a path to a YAML file."""
-    p = Path(name)
-    if p.suffix in (".yaml", ".yml") and p.is_file():
-        return p
-    path = CONFIG_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
-        raise ValueError(f"unknown codec preset {name!r} (no {path}); known presets: {known}")
-    return path
+    return preset_file("codec", name)
 
 
 def load_preset(name: str, overrides: list[str] | None = None) -> dict[str, Any]:

@@ -40,7 +40,7 @@ import yaml
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from omnitok._overrides import apply_overrides, load_yaml
+from omnitok._overrides import apply_overrides, load_yaml, preset_file
 from omnitok.diffusion import make_scheduler
 from omnitok.diffusion.model import DiffusionModel
 from omnitok.diffusion.text import pad_ids
@@ -51,7 +51,6 @@ from omnitok.train.schedule import lr_at
 
 __all__ = ["DEFAULTS", "add_arguments", "load_preset", "load_pairs", "run", "train"]
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "diffusion"
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -72,14 +71,8 @@ COLOURS = {"red": (230, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 230), 
 
 # ----- presets ------------------------------------------------------------------------------------------------
 def preset_path(name: str) -> Path:
-    p = Path(name)
-    if p.suffix in (".yaml", ".yml") and p.is_file():
-        return p
-    path = CONFIG_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
-        raise ValueError(f"unknown diffusion preset {name!r} (no {path}); known presets: {known}")
-    return path
+    """configs/diffusion/NAME.yaml, or NAME itself when it is a path to a YAML file."""
+    return preset_file("diffusion", name)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any] | None) -> dict[str, Any]:
