@@ -133,3 +133,83 @@ def test_build_slice_and_resume(tmp_path: Path, npm_dir: Path) -> None:
     assert [ex.key for ex in again] == [u.key for u in speech.plan(
         digits=6, single_digits=3, emoji=2, sentences_count=2, sentence_list=SENTENCES)][:11]
     assert {ex.key for ex in again} == done and all(ex.files == {} for ex in again)
+
+
+def test_is_heldout_names() -> None:
+    held = ("slt", "en-gb-scotland", "+f4")
+    assert speech.is_heldout("slt", held) and not speech.is_heldout("awb", held)
+    assert speech.is_heldout("en-gb-scotland+m1", held) and not speech.is_heldout("en-gb+m1", held)
+    assert speech.is_heldout("en-us+f4", held) and not speech.is_heldout("en-us+f3", held)
+    assert not speech.is_heldout("f4", held)  # a variant name alone is not a flite voice
+
+
+def test_plan_heldout_voices_never_train() -> None:
+    from omnitok.data.splits import split_of
+
+    held = ("slt", "en-gb-scotland", "+f4")
+    split = lambda key: split_of(key, {"train": 0.6, "val": 0.2, "test": 0.2})  # noqa: E731
+    utts = speech.plan(seed=0, digits=600, single_digits=100, emoji=0, sentences_count=0, heldout=held,
+                       split_of=split, heldout_share=0.5)
+    by_split: dict[str, list] = {}
+    for u in utts:
+        by_split.setdefault(split(u.key), []).append(u)
+        assert u.meta["heldout_voice"] == speech.is_heldout(u.voice, held)
+    assert not any(speech.is_heldout(u.voice, held) for u in by_split["train"])
+    for name in ("val", "test"):
+        share = np.mean([speech.is_heldout(u.voice, held) for u in by_split[name]])
+        assert share == pytest.approx(0.5, abs=0.12)
+    heard = {u.voice for u in by_split["test"] if speech.is_heldout(u.voice, held)}
+    assert "slt" in heard and any(v.startswith("en-gb-scotland+") for v in heard)
+    # the words of a key do not depend on the held-out voices
+    plain = speech.plan(seed=0, digits=600, single_digits=100, emoji=0, sentences_count=0)
+    assert [u.text for u in plain] == [u.text for u in utts]
+    # every voice held out: a training key has nothing to draw from
+    with pytest.raises(ValueError, match="no training voice"):
+        speech.plan(seed=0, digits=50, single_digits=0, emoji=0, sentences_count=0, engines=("flite",),
+                    voices=("slt",), heldout=("slt",), split_of=split)
+
+
+def test_speaker_card_counts() -> None:
+    from omnitok.data.splits import split_of
+
+    held = ("rms",)
+    split = lambda key: split_of(key, {"train": 0.5, "test": 0.5})  # noqa: E731
+    utts = speech.plan(seed=3, digits=200, single_digits=0, emoji=0, sentences_count=0, engines=("flite",),
+                       voices=("awb", "rms", "slt"), heldout=held, split_of=split, augment=0.25)
+    card = speech.speaker_card(utts, split, held)
+    assert card["train_voices"] == ["awb", "slt"] and card["unseen_voices"] == ["rms"]
+    assert sum(sum(row.values()) for row in card["clips_per_voice"].values()) == 200
+    assert card["clips_per_voice"]["test"]["rms"] == sum(u.voice == "rms" for u in utts)
+    assert card["augmented"] == sum("augment" in u.meta for u in utts)
+    assert 25 <= card["augmented"] <= 75  # about a quarter of 200
+
+
+@needs_flite
+@needs_espeak
+def test_build_heldout_and_augmented(tmp_path: Path, npm_dir: Path) -> None:
+    options = {"digits": "24", "single_digits": "0", "emoji": "0", "sentences": "0", "voices": "all",
+               "heldout_voices": "slt,kal,+f4", "augment": "0.5", "heldout_share": "0.6"}
+    card = build_dataset("speech", root=tmp_path, options=options, progress=False, npm_root=npm_dir,
+                         splits="train=0.5,val=0.25,test=0.25")
+    speakers = card["speakers"]
+    assert speakers["heldout_voices"] == ["slt", "kal", "+f4"]
+    assert not set(speakers["train_voices"]) & set(speakers["unseen_voices"])
+    examples = {key: example_from_files(key, files) for p in shard_paths(tmp_path / "datasets" / "speech")
+                for key, files in iter_shard(p)}
+    assert len(examples) == 24
+    for p in shard_paths(tmp_path / "datasets" / "speech"):
+        for key, _ in iter_shard(p):
+            if p.name.startswith("train"):
+                assert not examples[key].meta.get("heldout_voice")
+    augmented = [ex for ex in examples.values() if "augment" in ex.meta]
+    assert 0 < len(augmented) < 24
+    # an augmented clip is the clean synthesis put through its recorded effects
+    ex = augmented[0]
+    u = next(u for u in speech.plan(digits=24, single_digits=0, emoji=0, sentences_count=0)
+             if u.key == ex.key)
+    clean = speech.synthesize(speech.Utterance(u.key, u.kind, u.text, ex.meta["engine"], ex.meta["voice"],
+                                               ex.meta["speed"], ex.meta["pitch"], tuple(ex.meta["engine_args"])))
+    back, _ = read_audio(ex.files["flac"], name=ex.key)
+    assert not np.allclose(back[: len(clean)], clean[: len(back)], atol=1e-3)
+    redo = speech.audio_augment.apply(clean, ex.meta["augment"], 16000)
+    assert np.abs(back - np.clip(redo, -1, 1)).max() <= 2 / 32768

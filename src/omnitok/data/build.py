@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from omnitok.data.paths import cache_root, dataset_dir, npm_package, npm_prefix, require_tool
 from omnitok.data.shards import ShardWriter, read_shard_keys
-from omnitok.data.splits import parse_splits, split_of
+from omnitok.data.splits import DEFAULT_SPLITS, parse_splits, split_of
 from omnitok.data.types import Example
 
 __all__ = ["BuildContext", "build_dataset", "dataset_cards", "load_card", "shard_paths"]
@@ -53,6 +53,9 @@ class BuildContext:
     limit:     at most this many examples (None = all); a source should stop early when reached
     seed:      base seed; use ``ctx.rng(key)`` for per-example randomness that does not depend on order
     options:   source-specific string options (``omnitok data build NAME -o key=value``)
+    splits:    the split fractions examples are assigned with (a source that draws something per split,
+               e.g. speech's held-out voices, uses ``split_of(key, ctx.splits)``)
+    card:      extra card fields a source fills while it yields (merged into ``card.json``)
     """
 
     name: str
@@ -65,6 +68,8 @@ class BuildContext:
     allow_apt: bool | None = None
     done: frozenset[str] = frozenset()
     versions: dict[str, str] = field(default_factory=dict)
+    splits: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SPLITS))
+    card: dict[str, Any] = field(default_factory=dict)
     _progress: Any = field(default=None, repr=False)
 
     @property
@@ -267,6 +272,7 @@ def build_dataset(
     ctx = BuildContext(
         name=name, root=root_path, size=size, limit=limit, seed=seed, options=dict(options or {}),
         npm_root=Path(npm_root) if npm_root is not None else None, allow_apt=allow_apt, done=frozenset(done),
+        splits=dict(fractions),
     )
     writers: dict[str, ShardWriter] = {}
     seen: set[str] = set()
@@ -305,7 +311,7 @@ def build_dataset(
         raise RuntimeError(f"{name}: {len(missing)} keys in finished shards were not produced this time "
                            f"(e.g. {sorted(missing)[:3]}); the source is not deterministic, rebuild with --force")
 
-    card = _make_card(name, out, params, card_info, ctx.versions, time.time() - t0)
+    card = _make_card(name, out, params, {**card_info, **ctx.card}, ctx.versions, time.time() - t0)
     _write_json(card_path, card)
     return card
 

@@ -18,7 +18,21 @@ look-ahead; keys already in finished shards are not synthesised again on resume.
 Options (``omnitok data build speech -o name=value``): ``digits`` (6000), ``single_digits`` (1000),
 ``emoji`` (``all`` = every name, 1,878), ``sentences`` (2000), ``engines`` (``flite,espeak-ng``),
 ``workers`` (3), ``sample_rate`` (16000), ``voices`` (the flite voices to draw from, default
-``kal16,awb,rms,slt``). The default build is 10,878 utterances (7,000 digits, 1,878 emoji
+``kal16,awb,rms,slt``; ``all`` adds the 8 kHz diphone voice ``kal``), ``espeak_accents`` and
+``espeak_variants`` (the espeak-ng voices are accent+variant, default every pair of the lists below).
+
+Many speakers, some never heard in training (``docs/data.md``, "Speech"):
+
+- ``heldout_voices`` (none): voices used only for val/test keys, never for a training key: a whole voice
+  (``slt``, ``en-us+m3``), an espeak-ng accent with all its variants (``en-gb-scotland``) or a variant in every
+  accent (``+f4``). The split of a key is still its hash (``data/splits.py``); its voice is drawn from the
+  training voices or, for a val/test key with probability ``heldout_share`` (0.5), from the held-out ones.
+  The card's ``speakers`` field lists both sets and the clips per split per voice.
+- ``augment`` (0): the probability that a clip goes through :mod:`omnitok.data.audio_augment` (speed and
+  pitch perturbation, a room, background noise, loudness), with parameters drawn per key and kept in
+  ``meta["augment"]``.
+
+The default build is 10,878 utterances (7,000 digits, 1,878 emoji
 names, 2,000 sentences; 5.1 hours of audio, 323 MiB): 33 ms per utterance with 3 workers on 2 cores
 (about 6 minutes when idle); 24 minutes on a shared 2-core machine at load average 15 (6.8 CPU-minutes).
 """
@@ -30,7 +44,7 @@ import re
 import subprocess
 import tempfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +52,9 @@ from typing import Any
 
 import numpy as np
 
+from omnitok.data import audio_augment
+from omnitok.data.splits import key_fraction
+from omnitok.data.splits import split_of as split_by_key
 from omnitok.data.types import Example
 from omnitok.io.audio import read_audio, write_flac
 
@@ -61,7 +78,10 @@ SHARD_SIZE = 1000
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
-FLITE_VOICES = ("kal16", "awb", "rms", "slt")
+FLITE_VOICES = ("kal16", "awb", "rms", "slt")  # the default draw
+FLITE_ALL_VOICES = (*FLITE_VOICES, "kal")  # every general voice Debian flite ships (kal: 8 kHz diphones;
+# awb_time, a limited-domain voice that only says the time, is left out)
+MAX_VOICE_DRAWS = 1000
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan")
 ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m7", "f1", "f2", "f3", "f4", "f5")
 ESPEAK_DEFAULT_WPM = 175
@@ -86,7 +106,8 @@ CARD: dict[str, Any] = {
         "flac": "16 kHz mono, PCM_16",
         "json": "transcript, kind (digits/emoji/sentence), digits, voice, engine, speed (1.0 = engine default "
         "rate), pitch (espeak-ng 0-99; null = flite voice default), duration (s), sample_rate, text_source, "
-        "source, licence",
+        "source, licence; with heldout_voices: heldout_voice (bool); with augment: augment (the effects "
+        "applied, data/audio_augment.py)",
     },
     "default_counts": {"digits": 6000, "single_digits": 1000, "emoji": "all (1,878)", "sentences": 2000},
     "build_time": "about 6 minutes for the default counts on 2 idle CPU cores (6.8 CPU-minutes in all)",
@@ -206,19 +227,45 @@ def sentences(
     return out
 
 
-def _voice(rng: np.random.Generator, engines: tuple[str, ...],
-           voices: tuple[str, ...] = FLITE_VOICES) -> tuple[str, str, float, int | None, tuple]:
+def _voice(rng: np.random.Generator, engines: tuple[str, ...], voices: tuple[str, ...] = FLITE_VOICES,
+           accents: tuple[str, ...] = ESPEAK_ACCENTS,
+           variants: tuple[str, ...] = ESPEAK_VARIANTS) -> tuple[str, str, float, int | None, tuple]:
     engine = engines[int(rng.integers(len(engines)))]
     if engine == "flite":
         voice = voices[int(rng.integers(len(voices)))]
         stretch = round(float(rng.uniform(0.8, 1.25)), 2)
         return engine, voice, round(1.0 / stretch, 3), None, ("-voice", voice, "--setf", f"duration_stretch={stretch}")
-    accent = ESPEAK_ACCENTS[int(rng.integers(len(ESPEAK_ACCENTS)))]
-    variant = ESPEAK_VARIANTS[int(rng.integers(len(ESPEAK_VARIANTS)))]
+    accent = accents[int(rng.integers(len(accents)))]
+    variant = variants[int(rng.integers(len(variants)))]
     voice = f"{accent}+{variant}"
     wpm = int(rng.integers(120, 201))
     pitch = int(rng.integers(25, 76))
     return engine, voice, round(wpm / ESPEAK_DEFAULT_WPM, 3), pitch, ("-v", voice, "-s", str(wpm), "-p", str(pitch))
+
+
+def is_heldout(voice: str, heldout: tuple[str, ...]) -> bool:
+    """Whether ``voice`` ("awb", "en-gb+f3") is named by ``heldout``: a whole voice ("slt", "en-us+m3"), an
+    espeak-ng accent with all its variants ("en-gb-scotland") or a variant in every accent ("+f4")."""
+    accent, plus, variant = voice.partition("+")
+    return any(h == voice or (plus and (h == accent or h == f"+{variant}")) for h in heldout)
+
+
+def _draw_voice(rng: np.random.Generator, key: str, engines: tuple[str, ...], voices: tuple[str, ...],
+                accents: tuple[str, ...], variants: tuple[str, ...], heldout: tuple[str, ...],
+                split_of: Callable[[str], str] | None, heldout_share: float) -> tuple:
+    """A voice for one key. Without ``heldout`` this is one draw of :func:`_voice`. With it, a training key
+    redraws until its voice is not held out, and a val/test key is given a held-out voice with probability
+    ``heldout_share`` (decided by a hash of the key) and a training voice otherwise."""
+    if not heldout:
+        return _voice(rng, engines, voices, accents, variants)
+    split = split_of(key) if split_of is not None else "train"
+    want = split != "train" and key_fraction(key, "speech-heldout") < heldout_share
+    for _ in range(MAX_VOICE_DRAWS):
+        drawn = _voice(rng, engines, voices, accents, variants)
+        if is_heldout(drawn[1], heldout) == want:
+            return drawn
+    raise ValueError(f"speech: no {'held-out' if want else 'training'} voice among engines {engines} "
+                     f"(flite voices {voices}, held out: {heldout}); change voices or heldout_voices")
 
 
 def _interleave(groups: list[list[Utterance]]) -> list[Utterance]:
@@ -238,22 +285,44 @@ def plan(
     sentence_list: list[tuple[str, str]] | None = None,
     emoji_list: list[str] | None = None,
     voices: tuple[str, ...] = FLITE_VOICES,
+    accents: tuple[str, ...] = ESPEAK_ACCENTS,
+    variants: tuple[str, ...] = ESPEAK_VARIANTS,
+    heldout: tuple[str, ...] = (),
+    split_of: Callable[[str], str] | None = None,
+    heldout_share: float = 0.5,
+    augment: float = 0.0,
 ) -> list[Utterance]:
     """Every utterance of a build, in yield order. Item i of a kind depends only on (seed, kind, i).
 
     ``voices`` restricts the flite voices drawn from (a single voice gives a single-speaker corpus, as the
-    quickstart uses: pocketsphinx understands awb best, about 5% digit WER against 15-23% for the others).
+    quickstart uses: pocketsphinx understands awb best, about 5% digit WER against 15-23% for the others);
+    ``accents`` and ``variants`` the espeak-ng voices (accent+variant).
+    ``heldout``: voices never used for a training key (``split_of(key) == "train"``); a val/test key gets one
+    of them with probability ``heldout_share`` (see :func:`is_heldout` for the names).
+    ``augment``: the probability that a clip is put through :mod:`omnitok.data.audio_augment` (its
+    parameters, drawn per key, go to ``meta["augment"]``).
     """
     if not engines or any(e not in LICENCES for e in engines):
         raise ValueError(f"engines must be a non-empty subset of {sorted(LICENCES)}, got {engines}")
-    if not voices or any(v not in FLITE_VOICES for v in voices):
-        raise ValueError(f"voices must be a non-empty subset of the flite voices {FLITE_VOICES}, got {voices}")
+    if not voices or any(v not in FLITE_ALL_VOICES for v in voices):
+        raise ValueError(f"voices must be a non-empty subset of the flite voices {FLITE_ALL_VOICES}, got {voices}")
+    if not accents or not variants:
+        raise ValueError(f"espeak_accents and espeak_variants must not be empty, got {accents} / {variants}")
+    if not 0.0 <= heldout_share <= 1.0 or not 0.0 <= augment <= 1.0:
+        raise ValueError(f"heldout_share and augment are probabilities in [0, 1], got {heldout_share} / {augment}")
 
     def rng(kind: str, i: int) -> np.random.Generator:
         return np.random.default_rng([seed, sum(map(ord, kind)), len(kind), i])
 
     def utt(key: str, kind: str, text: str, r: np.random.Generator, meta: dict[str, Any]) -> Utterance:
-        engine, voice, speed, pitch, args = _voice(r, engines, voices)
+        engine, voice, speed, pitch, args = _draw_voice(r, key, engines, voices, accents, variants, heldout,
+                                                        split_of, heldout_share)
+        if augment > 0:
+            a = np.random.default_rng([seed, 17, int(key_fraction(key, "speech-augment") * 2**53)])
+            if a.random() < augment:
+                meta = {**meta, "augment": audio_augment.draw(a)}
+        if heldout:
+            meta = {**meta, "heldout_voice": is_heldout(voice, heldout)}
         return Utterance(key, kind, text, engine, voice, speed, pitch, args, meta)
 
     groups: list[list[Utterance]] = []
@@ -316,6 +385,8 @@ def synthesize(u: Utterance, *, sample_rate: int = SAMPLE_RATE, tmp_dir: str | o
     finally:
         Path(out).unlink(missing_ok=True)
     audio, _ = read_audio(data, target_sr=sample_rate, name=f"{u.key} ({u.engine})")
+    if "augment" in u.meta:
+        audio = audio_augment.apply(audio, u.meta["augment"], sample_rate)
     return audio
 
 
@@ -353,6 +424,36 @@ def _int_option(options: dict[str, str], name: str, default: int) -> int:
         raise ValueError(f"speech option {name} must be an integer, got {value!r}") from e
 
 
+def _list_option(options: dict[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = options.get(name)
+    return default if value is None else tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _float_option(options: dict[str, str], name: str, default: float) -> float:
+    value = options.get(name)
+    try:
+        return default if value is None else float(value)
+    except ValueError as e:
+        raise ValueError(f"speech option {name} must be a number, got {value!r}") from e
+
+
+def speaker_card(utts: list[Utterance], split_of: Callable[[str], str],
+                 heldout: tuple[str, ...]) -> dict[str, Any]:
+    """The card's ``speakers`` field: which voices are held out, and clips per split per voice."""
+    per: dict[str, dict[str, int]] = {}
+    for u in utts:
+        row = per.setdefault(split_of(u.key), {})
+        row[u.voice] = row.get(u.voice, 0) + 1
+    voices = sorted({u.voice for u in utts})
+    return {
+        "heldout_voices": list(heldout),
+        "train_voices": sorted(per.get("train", {})),
+        "unseen_voices": [v for v in voices if is_heldout(v, heldout)],
+        "augmented": sum("augment" in u.meta for u in utts),
+        "clips_per_voice": {split: dict(sorted(row.items())) for split, row in sorted(per.items())},
+    }
+
+
 def iter_examples(ctx: Any) -> Iterator[Example]:
     """Yield every speech example in plan order; keys already built are yielded empty (not synthesised)."""
     options: dict[str, str] = dict(getattr(ctx, "options", {}) or {})
@@ -370,6 +471,9 @@ def iter_examples(ctx: Any) -> Iterator[Example]:
         sent_list = sentences(Path(fortune_dir), str(bible), seed=ctx.seed)
     if n_emoji != 0 and hasattr(ctx, "python_package"):
         ctx.python_package("emoji")
+    voices = _list_option(options, "voices", FLITE_VOICES)
+    heldout = _list_option(options, "heldout_voices", ())
+    splits = getattr(ctx, "splits", None)
     utts = plan(
         seed=ctx.seed,
         digits=_int_option(options, "digits", DEFAULT_COUNTS["digits"]),
@@ -378,11 +482,19 @@ def iter_examples(ctx: Any) -> Iterator[Example]:
         sentences_count=n_sent,
         engines=engines,
         sentence_list=sent_list,
-        voices=tuple(v.strip() for v in options.get("voices", ",".join(FLITE_VOICES)).split(",") if v.strip()),
+        voices=FLITE_ALL_VOICES if voices == ("all",) else voices,
+        accents=_list_option(options, "espeak_accents", ESPEAK_ACCENTS),
+        variants=_list_option(options, "espeak_variants", ESPEAK_VARIANTS),
+        heldout=heldout,
+        split_of=lambda key: split_by_key(key, splits),
+        heldout_share=_float_option(options, "heldout_share", 0.5),
+        augment=_float_option(options, "augment", 0.0),
     )
     limit = getattr(ctx, "limit", None)
     if limit is not None:
         utts = utts[:limit]
+    if hasattr(ctx, "card"):
+        ctx.card["speakers"] = speaker_card(utts, lambda key: split_by_key(key, splits), heldout)
     if hasattr(ctx, "set_total"):
         ctx.set_total(len(utts))
     is_done = getattr(ctx, "is_done", lambda key: False)
