@@ -333,7 +333,7 @@ def _stage_lm(cfg: dict[str, Any], out: Path, device: str, progress: bool, minut
 
 def _stage_eval(cfg: dict[str, Any], out: Path, data_root: Path, judge_dir: Path, device: str,
                 progress: bool) -> dict[str, Any]:
-    from omnitok.eval.model import evaluate_model, load_model_and_vocab, settings_for
+    from omnitok.eval.harness import evaluate_model, load_model_and_vocab, settings_for
 
     e = dict(cfg["eval"])
     model, vocab, vocab_dir = load_model_and_vocab(str(out / "lm" / "final"), str(out / "vocab"), device)

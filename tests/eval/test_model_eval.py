@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import types
 from pathlib import Path
@@ -11,10 +10,16 @@ import numpy as np
 import pytest
 import torch
 
+import omnitok.eval.generator as generator_module
 from omnitok.data.shards import ShardWriter
 from omnitok.data.types import Example
+from omnitok.eval.generator import Generator
+from omnitok.eval.harness import evaluate_model, parse_sampling, summary_rows
 from omnitok.eval.judges.digit_classifier import DigitClassifier, train_classifier
-from omnitok.eval.model import EvalSettings, _Judges, digit_from_text, evaluate_model, summary_rows
+from omnitok.eval.judges.digit_text import digit_from_text
+from omnitok.eval.judges.shared import Judges
+from omnitok.eval.settings import EvalSettings
+from omnitok.eval.tasks._speech import UNTIL_END_SLACK
 from omnitok.io.audio import write_flac
 from omnitok.io.image import encode_png
 from omnitok.io.video import write_mp4
@@ -96,12 +101,17 @@ def test_eval_model_all_tasks(fake_root, judge_dir, tmp_path):
                      data_root=str(fake_root), image_size=32, video_size=32, video_frames=8, fid=False,
                      samples_dir=str(tmp_path / "samples"), num_samples_saved=2, progress=False,
                      judge_dir=str(judge_dir), batch_size=10)
-    judges = _Judges(s)
-    judges._minilm = _StubMiniLM()
+    judges = Judges(s.judge_dir, s.data_root, progress=False, minilm=_StubMiniLM())
     res = evaluate_model(model, vocab, s, judges=judges)
     t = res["tasks"]
     for name in s.tasks:
         assert "error" not in t[name], (name, t[name])
+    # eval.json's keys per task, as the quickstart, the report and docs read them (no FID, no emoji data here)
+    keys = {"t2i": "accuracy n per_digit grid", "i2t": "accuracy n", "t2s": "wer n per_engine real_recordings "
+            "duration_s", "s2t": "wer n per_engine", "t2v": "frame_accuracy direction_accuracy n frames grid "
+            "real_direction_accuracy", "i2s": "accuracy wer n", "s2i": "accuracy n",
+            "text": "nll_per_token perplexity tokens n continuation_minilm_similarity"}
+    assert {k: set(t[k]) for k in keys} == {k: {*v.split(), "samples", "seconds"} for k, v in keys.items()}
     # one prompt per digit: the accuracy is the mean of the per-digit hits, each 0 or 1
     per = t["t2i"]["per_digit"]
     assert t["t2i"]["n"] == 10 and sorted(per) == [str(k) for k in range(10)] and set(per.values()) <= {0.0, 1.0}
@@ -136,18 +146,14 @@ def test_unknown_task_and_missing_data(tmp_path):
 
 
 def test_media_sampling_settings_reach_generate(monkeypatch):
-    from omnitok.eval.model import _Gen
-
-    gen_module = importlib.import_module("omnitok.generation.generate")  # the package re-exports the function
-
     seen = []
 
     def fake_generate(model, vocab, prompts, produce, **kw):
         seen.append((produce, kw))
         return types.SimpleNamespace(outputs=[])
 
-    monkeypatch.setattr(gen_module, "generate", fake_generate)
-    gen = _Gen(None, None, EvalSettings(temperature=0.5, top_k=7, cfg_scale=2.0, seed=3))
+    monkeypatch.setattr(generator_module, "generate", fake_generate)
+    gen = Generator(None, None, EvalSettings(temperature=0.5, top_k=7, cfg_scale=2.0, seed=3))
     gen([], "audio")
     gen([], "text")
     gen([], "image", top_k=11)  # a task's own setting wins
@@ -156,15 +162,15 @@ def test_media_sampling_settings_reach_generate(monkeypatch):
     assert text_kw["temperature"] == 0.0 and "top_k" not in text_kw and "cfg_scale" not in text_kw
     assert image_kw["top_k"] == 11 and image_kw["seed"] == 5
     seen.clear()
-    per = _Gen(None, None, EvalSettings(temperature=0.5, sampling={"audio": {"temperature": 0.7, "cfg_scale": 1.0}}))
+    per = Generator(None, None, EvalSettings(temperature=0.5, sampling={"audio": {"temperature": 0.7, "cfg_scale": 1.0}}))
     per([], "audio")
     per([], "image")
     assert (seen[0][1]["temperature"], seen[0][1]["cfg_scale"]) == (0.7, 1.0)  # per modality wins
     assert seen[1][1]["temperature"] == 0.5 and "cfg_scale" not in seen[1][1]
     with pytest.raises(ValueError, match="sampling.audio.tempo"):
-        _Gen(None, None, EvalSettings(sampling={"audio": {"tempo": 1}}))([], "audio")
+        Generator(None, None, EvalSettings(sampling={"audio": {"tempo": 1}}))([], "audio")
     seen.clear()
-    _Gen(None, None, EvalSettings())([], "audio")
+    Generator(None, None, EvalSettings())([], "audio")
     assert not {"temperature", "top_k", "cfg_scale"} & set(seen[0][1])  # None = the modality's defaults
 
 
@@ -179,8 +185,6 @@ def test_split_selects_the_held_out_split(fake_root):
 def test_t2s_and_i2s_with_until_end_cap_and_report_lengths(fake_root, judge_dir):
     """sampling.audio.until_end: the model ends the speech itself, within UNTIL_END_SLACK x the reference length
     (a one-codebook vocabulary; the delay pattern of several codebooks cannot end per step)."""
-    from omnitok.eval.model import UNTIL_END_SLACK
-
     torch.manual_seed(0)
     vocab = debug_vocabulary(audio_pattern="flatten", audio_levels=1)
     model = Transformer(ModelConfig(vocab_size=vocab.size, n_layer=1, dim=32, n_head=2, ffn_multiple_of=32,
@@ -196,16 +200,12 @@ def test_t2s_and_i2s_with_until_end_cap_and_report_lengths(fake_root, judge_dir)
     assert abs(fixed["t2s"]["duration_s"]["generated"] - real) < 0.05  # the group's mean length, in whole frames
     assert 0 < free["t2s"]["duration_s"]["generated"] <= UNTIL_END_SLACK * real + 0.05
     with pytest.raises(ValueError, match="sampling.image.until_end"):
-        from omnitok.eval.model import _Gen
-
-        _Gen(None, None, EvalSettings(sampling={"image": {"until_end": True}}))([], "image")
+        Generator(None, None, EvalSettings(sampling={"image": {"until_end": True}}))([], "image")
     with pytest.raises(ValueError, match="sampling.text.until_end"):
-        _Gen(None, None, EvalSettings(sampling={"text": {"until_end": True}}))([], "text")
+        Generator(None, None, EvalSettings(sampling={"text": {"until_end": True}}))([], "text")
 
 
 def test_parse_sampling():
-    from omnitok.eval.model import parse_sampling
-
     assert parse_sampling(["audio.cfg_scale=1", "audio.until_end=true", "image.top_k=50", "audio.temperature=0.7"]) == {
         "audio": {"cfg_scale": 1, "until_end": True, "temperature": 0.7}, "image": {"top_k": 50}}
     assert parse_sampling(["text.cfg_scale=2"]) == {"text": {"cfg_scale": 2}}
@@ -218,17 +218,14 @@ def test_parse_sampling():
 
 
 def test_task_sampling_wins_over_the_modality(monkeypatch):
-    from omnitok.eval.model import _Gen
-
-    gen_module = importlib.import_module("omnitok.generation.generate")
     seen = []
 
     def fake_generate(model, vocab, prompts, produce, **kw):
         seen.append(kw)
         return types.SimpleNamespace(outputs=[], stats={})
 
-    monkeypatch.setattr(gen_module, "generate", fake_generate)
-    gen = _Gen(None, None, EvalSettings(sampling={"audio": {"temperature": 0.7, "top_k": 50},
+    monkeypatch.setattr(generator_module, "generate", fake_generate)
+    gen = Generator(None, None, EvalSettings(sampling={"audio": {"temperature": 0.7, "top_k": 50},
                                                   "t2s": {"best_of": 4, "temperature": 0.9}}))
     gen.task = "t2s"
     gen([], "audio")
@@ -237,9 +234,9 @@ def test_task_sampling_wins_over_the_modality(monkeypatch):
     assert (seen[0]["best_of"], seen[0]["temperature"], seen[0]["top_k"]) == (4, 0.9, 50)
     assert "best_of" not in seen[1] and seen[1]["temperature"] == 0.7
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['speech'\]"):
-        EvalSettings(sampling={"speech": {"best_of": 4}})
+        evaluate_model(None, None, EvalSettings(sampling={"speech": {"best_of": 4}}))
     with pytest.raises(ValueError, match="sampling.t2s.tempo"):
-        g = _Gen(None, None, EvalSettings(sampling={"t2s": {"tempo": 1}}))
+        g = Generator(None, None, EvalSettings(sampling={"t2s": {"tempo": 1}}))
         g.task = "t2s"
         g([], "audio")
 

@@ -48,7 +48,8 @@ from omnitok.vocab.document import TASKS, Audio, Document, Image, Text, Video
 from omnitok.vocab.special import MODALITY_IDS
 from omnitok.vocab.vocabulary import Vocabulary
 
-__all__ = ["DATASET_TASKS", "CodeCache", "add_arguments", "build_document", "run", "tokenize_dataset"]
+__all__ = ["DATASET_TASKS", "CodeCache", "add_arguments", "build_document", "continuation_split", "run",
+           "tokenize_dataset"]
 
 #: dataset -> (default task, tasks it supports)
 DATASET_TASKS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -154,7 +155,7 @@ def _decode(example: Example, kind: str, image_size: int | None, sample_rate: in
     raise ValueError(kind)
 
 
-def _continuation_split(text: str, key: str) -> tuple[str, str]:
+def continuation_split(text: str, key: str) -> tuple[str, str]:
     """Cut at a word boundary between 20% and 60% of the text (chosen by a hash of the key)."""
     spaces = [i for i, c in enumerate(text) if c == " "]
     lo, hi = int(len(text) * 0.2), int(len(text) * 0.6)
@@ -180,7 +181,7 @@ def build_document(task: str, example: Example, *, partner: Example | None = Non
     if task == "continuation":
         raw = _file(example, "text")
         text = raw.decode("utf-8") if raw is not None else _caption(meta)
-        a, b = _continuation_split(text, example.key)
+        a, b = continuation_split(text, example.key)
         return Document([Text(a), Text(b)], task=task), 1
     if task == "caption2image":
         return Document([Text(_caption(meta)), Image(dec(example, "image"))], task=task), 1

@@ -195,7 +195,7 @@ def _section_text(t: dict[str, Any]) -> str:
 def write_report(out: str | os.PathLike, timings: dict[str, Any] | None = None,
                  title: str = "omnitok quickstart") -> Path:
     """Write ``<out>/report.html`` from ``<out>/eval.json`` (+ ``lm/loss.png``, ``timings.json``)."""
-    from omnitok.eval.model import summary_rows
+    from omnitok.eval.harness import summary_rows
 
     out = Path(out)
     ev_path = out / "eval.json"
