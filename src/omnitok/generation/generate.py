@@ -340,6 +340,7 @@ def generate(
     best_of: int = 1,
     rerank: str = "reverse",
     steps: int | None = None,
+    cap_transcripts: bool = True,
 ) -> GenerationOutput:
     """Generate a ``produce`` segment ("text" | "image" | "audio" | "video") after each prompt.
 
@@ -360,6 +361,8 @@ def generate(
     itself scores best (``rerank``: "reverse" = log p(prompt | candidate), "joint" = that + log p(candidate |
     prompt); :mod:`omnitok.generation.rerank`), best first. Every prompt needs a condition. stats then holds
     ``candidate_scores`` (per prompt, per candidate) and ``chosen`` (the kept candidates' indices).
+    cap_transcripts (text): text after a prompt that ends with speech gets at most the ids that speech can
+    hold (:mod:`omnitok.generation.transcript_cap`, from the clip's duration), each row its own cap.
     """
     if produce not in MODALITY_DEFAULTS:
         raise ValueError(f"produce: expected one of {sorted(MODALITY_DEFAULTS)}, got {produce!r}")
@@ -381,7 +384,8 @@ def generate(
                              temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                              max_new_tokens=max_new_tokens, on_token=on_token, method=method,
                              jacobi_window=jacobi_window, check_every=check_every, cuda_graph=cuda_graph,
-                             until_end=until_end, min_frames=min_frames, steps=steps))
+                             until_end=until_end, min_frames=min_frames, steps=steps,
+                             cap_transcripts=cap_transcripts))
     recorded = recorded_defaults(model, produce)
     if grid is None and produce == "audio" and recorded.get("until_end"):
         until_end = True  # the recorded audio length is a cap: the model ends the speech itself
@@ -425,6 +429,12 @@ def generate(
         jacobi_window = 16 if device.type == "cuda" else 3
     prompts = _split_batch(prompt)
     cond, uncond = prepare_prompts(vocab, prompts, produce, grid, num_samples, cfg)
+    caps = _transcript_caps(vocab, prompts, num_samples) if produce == "text" and cap_transcripts else None
+    if caps is not None and max_new is not None and max(c or max_new for c in caps) < max_new:
+        max_new = max(c or max_new for c in caps)  # the longest row's cap: rows stop at their own in _finish
+        table = step_table(vocab, produce, grid, max_new)
+        S = table.num_steps
+        scales = guidance_scales(scale, S, cfg_schedule, cfg_interval) if cfg else None
     need = max(len(c) for c in cond + uncond) + S
     if need > model.config.max_seq_len:
         raise ValueError(f"prompt + {S} new ids = {need} exceeds the model's max_seq_len {model.config.max_seq_len}")
@@ -452,7 +462,18 @@ def generate(
     finally:
         model.train(was_training)
     stats["tokens_per_s"] = stats["tokens"] / max(stats["seconds"], 1e-9)
-    return _finish(vocab, produce, cond, tokens.cpu(), table, stats, decode_data)
+    return _finish(vocab, produce, cond, tokens.cpu(), table, stats, decode_data, caps)
+
+
+def _transcript_caps(vocab: Vocabulary, prompts: Sequence[Prompt], num_samples: int) -> list[int | None] | None:
+    """Per row: the text-id cap of a prompt that ends with speech (codes filled by prepare_prompts), else None."""
+    from omnitok.generation.transcript_cap import transcript_cap
+
+    rate = getattr(vocab.codecs.get("audio"), "frame_rate", None)
+    if rate is None:
+        return None
+    caps = [transcript_cap(_as_segments(p), float(rate)) for p in prompts]
+    return [c for c in caps for _ in range(num_samples)] if any(c is not None for c in caps) else None
 
 
 def _best_of(model: Transformer, vocab: Vocabulary, prompt: Any, produce: str, best_of: int, rerank: str,
@@ -482,13 +503,16 @@ def _best_of(model: Transformer, vocab: Vocabulary, prompt: Any, produce: str, b
 
 
 def _finish(vocab: Vocabulary, produce: str, cond: Sequence[Tensor], tokens: Tensor, table: StepTable,
-            stats: dict[str, Any], decode_data: bool) -> GenerationOutput:
+            stats: dict[str, Any], decode_data: bool, caps: Sequence[int | None] | None = None) -> GenerationOutput:
     docs, gen = [], []
     for r in range(tokens.shape[0]):
         row = tokens[r]
         if table.stop_id is not None:
             hit = (row == table.stop_id).nonzero()
             row = row[: int(hit[0]) + 1] if len(hit) else torch.cat([row, torch.tensor([table.stop_id])])
+            cap = caps[r] if caps is not None else None
+            if cap is not None and len(row) > cap:  # a transcript longer than its speech can hold: cut, END
+                row = torch.cat([row[: cap - 1], torch.tensor([table.stop_id])])
         doc = vocab.decode(torch.cat([cond[r], row]))
         if decode_data and produce in vocab.codecs:
             vocab.decode_data(Document([doc.segments[-1]]))
