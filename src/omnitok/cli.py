@@ -22,6 +22,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("train", "lm"), "omnitok.train.lm", "train the unified transformer on token shards"),
     (("train", "diffusion"), "omnitok.train.diffusion", "train a text-to-image diffusion model (pixels or latents)"),
     (("train", "clip"), "omnitok.train.align", "train a CLIP / CLAP alignment model (images, speech <-> text)"),
+    (("train", "transfusion"), "omnitok.train.transfusion",
+     "train the Transfusion hybrid: next-token text + diffusion on image latents, one transformer"),
     (("eval", "codec"), "omnitok.eval.codec", "evaluate a codec on a held-out split"),
     (("eval", "model"), "omnitok.eval.model", "evaluate the unified model with outside judges"),
     (("eval", "diffusion"), "omnitok.eval.diffusion", "judge a diffusion model: digit accuracy and seconds per image"),

@@ -71,14 +71,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rerank", default="reverse", choices=["reverse", "joint"],
                         help="--best-of score: reverse = log p(prompt | candidate), joint = + log p(candidate | "
                              "prompt)")
-    parser.add_argument("--method", default="cached", choices=["cached", "jacobi", "naive", "masked", "diffusion"],
+    parser.add_argument("--method", default="cached",
+                        choices=["cached", "jacobi", "naive", "masked", "diffusion", "hybrid"],
                         help="decoder: static KV cache, speculative Jacobi (image/video/audio), the naive loop, or "
                              "masked parallel decoding (images, from a model trained with masked-image documents); "
-                             "diffusion: --ckpt is a diffusion model (omnitok train diffusion), --to image only")
+                             "diffusion: --ckpt is a diffusion model (omnitok train diffusion), --to image only; "
+                             "hybrid: --ckpt is a Transfusion model (omnitok train transfusion), --to image from a "
+                             "prompt or --to text --from an image")
     parser.add_argument("--steps", type=int, default=None,
-                        help="diffusion: denoising steps (default 20); masked: forwards per image (default 12)")
+                        help="diffusion, hybrid: denoising steps (default 20); masked: forwards per image "
+                             "(default 12)")
     parser.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "euler"],
-                        help="diffusion: DDIM, DDPM ancestral or flow-matching Euler (one trained model serves all)")
+                        help="diffusion, hybrid: DDIM, DDPM ancestral or flow-matching Euler (one trained model "
+                             "serves all)")
     parser.add_argument("--eta", type=float, default=0.0, help="diffusion, DDIM: 0 deterministic, 1 DDPM-like")
     parser.add_argument("--preview", default=None, help="image preview file (default: --out), updated per row")
     parser.add_argument("--no-stream", action="store_true", help="do not print text / preview rows as they come")
@@ -320,6 +325,8 @@ def run(args: argparse.Namespace) -> int:
         from omnitok.generation.diffusion import run_generate
 
         return run_generate(args)
+    if args.method == "hybrid":  # a Transfusion model folder: denoised image patches / captions of an image
+        return _run_hybrid(args)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     model, vocab, _, vocab_dir = load_model(args.ckpt, args.vocab, args.device)
@@ -377,3 +384,62 @@ def run(args: argparse.Namespace) -> int:
     print(f"{s['tokens']} tokens in {s['seconds']:.2f} s ({s['tokens_per_s']:.1f} tokens/s, "
           f"{s['forwards']} forwards{extra})", file=sys.stderr)
     return 0
+
+
+def _run_hybrid(args: argparse.Namespace) -> int:
+    """``omnitok generate PROMPT --to image --method hybrid --steps N --ckpt DIR`` and
+    ``omnitok generate --from digit.png --to text --method hybrid --ckpt DIR``."""
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \
+        ("cpu" if args.device == "auto" else args.device)
+    from omnitok.generation.hybrid import HybridPipeline
+
+    pipe = HybridPipeline.load(args.ckpt, device=device)
+    if args.produce == "image":
+        if not args.prompt or args.source:
+            raise ValueError("--method hybrid --to image takes a text prompt (and no --from file)")
+        steps = int(args.steps or 20)
+        cfg = 3.0 if args.cfg_scale is None else float(args.cfg_scale)
+        images, stats = pipe.text_to_image([args.prompt] * args.num_samples, steps=steps, sampler=args.sampler,
+                                           cfg_scale=cfg, eta=float(args.eta),
+                                           seed=0 if args.seed is None else int(args.seed), progress=not args.no_stream)
+        from omnitok.io.image import save_image
+
+        out = Path(args.out) if args.out else Path("out.png")
+        for r, img in enumerate(images):
+            path = out if len(images) == 1 else out.with_name(f"{out.stem}_{r}{out.suffix}")
+            save_image(img, path)
+            print(f"wrote {path}", file=sys.stderr)
+        print(f"{len(images)} image(s) by the hybrid, {args.sampler} {steps} steps (cfg {cfg:g}): "
+              f"{stats['seconds']:.2f} s, {stats['seconds_per_image']:.3f} s per image", file=sys.stderr)
+        return 0
+    if args.produce == "text":
+        if len(args.source) != 1 or args.prompt:
+            raise ValueError("--method hybrid --to text takes one image: --from FILE.png (and no text prompt)")
+        from omnitok.io.image import load_image, resize_tensor
+
+        size = _image_side(pipe)
+        img = load_image(args.source[0])  # (3, H, W) in [-1, 1]
+        img = resize_tensor(img, size) if tuple(img.shape[-2:]) != (size, size) else img
+        caps, stats = pipe.image_to_text(img[None].expand(args.num_samples, -1, -1, -1))
+        text = "\n".join(caps)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        print(text)
+        print(f"captioned in {stats['seconds']:.2f} s ({stats['forwards']} forwards)", file=sys.stderr)
+        return 0
+    raise ValueError(f"--method hybrid generates images (--to image) or text from an image (--to text), got --to "
+                     f"{args.produce}")
+
+
+def _image_side(pipe: Any) -> int:
+    """The pixel side the codec maps to the model's latent grid."""
+    c = pipe.image_codec
+    dev = next(c.parameters()).device
+    for side in (8, 16, 32, 64, 128, 256):
+        with torch.no_grad():
+            h = c.encode_latents(torch.zeros(1, int(c.config.get("in_channels", 3)), side, side, device=dev)).shape[-1]
+        if h == pipe.model.config.latent_size:
+            return side
+    raise ValueError(f"no image side up to 256 px gives this codec a {pipe.model.config.latent_size}-wide latent grid")

@@ -112,7 +112,8 @@ class Transformer(nn.Module):
     def forward(self, idx: Tensor, targets: Tensor | None = None, position_ids: Tensor | None = None,
                 document_ids: Tensor | None = None, attention_mask: Tensor | None = None,
                 kv_cache: Any = None, logits_mask: Tensor | None = None,
-                segment_ids: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+                segment_ids: Tensor | None = None, inputs_embeds: Tensor | None = None,
+                return_hidden: bool = False) -> tuple[Tensor, Tensor | None]:
         """idx (B, T) long -> logits (B, T, V) (autocast dtype, else the weights' dtype), loss or None.
 
         targets (B, T): next-token ids aligned with idx (already shifted), -100 = no loss.
@@ -127,6 +128,10 @@ class Transformer(nn.Module):
         logits_mask (B, T) bool: compute the head only where True and return logits (N, V) for those N
         positions in row-major order (training with no loss on the condition skips the prompt's logits);
         ``targets`` are then taken at the same positions.
+        inputs_embeds (B, T, C), optional: added to the token embeddings (zeros where only the id counts), e.g.
+        continuous image patches projected to the model width (the Transfusion hybrid, ``model/transfusion.py``).
+        return_hidden: return the final-normed hidden states (B, T, C) (or (N, C) under ``logits_mask``) instead of
+        logits, and no loss; the caller applies ``lm_head`` (or its own head) where it wants.
         """
         if idx.dim() != 2 or idx.dtype != torch.long:
             raise ValueError(f"idx must be (B, T) int64, got {tuple(idx.shape)} {idx.dtype}")
@@ -137,6 +142,10 @@ class Transformer(nn.Module):
             position_ids = kv_cache.default_positions(T) if kv_cache is not None else self.default_positions(idx)
         cos, sin = self.rotary(position_ids)  # (B, T, D)
         x = self.embed_tokens(idx)  # (B, T, C)
+        if inputs_embeds is not None:
+            if inputs_embeds.shape != x.shape:
+                raise ValueError(f"inputs_embeds must be (B, T, C) = {tuple(x.shape)}, got {tuple(inputs_embeds.shape)}")
+            x = x + inputs_embeds.to(x.dtype)
         write_slots = None
         if segment_ids is not None and segment_ids.shape != (B, T):
             raise ValueError(f"segment_ids must be (B, T) = {(B, T)}, got {tuple(segment_ids.shape)}")
@@ -165,6 +174,8 @@ class Transformer(nn.Module):
             if targets is not None:
                 targets = targets[logits_mask]  # (N,)
         x = self.norm(x)
+        if return_hidden:
+            return x, None
         logits = self.lm_head(x)  # (B, T, V) or (N, V)
         if targets is None:
             return logits, None
