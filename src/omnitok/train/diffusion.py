@@ -54,7 +54,7 @@ __all__ = ["DEFAULTS", "add_arguments", "load_preset", "load_pairs", "run", "tra
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
-    "data": {"name": "synthetic", "size": 16, "channels": 3, "limit": None, "split": "train"},
+    "data": {"name": "synthetic", "size": 16, "channels": 3, "limit": None, "split": "train", "root": None},
     "latent": None,
     "text": {"codec": None, "clip": None, "vocab_size": 320, "dim": 64, "layers": 2, "heads": 4, "max_len": 16},
     "denoiser": {"name": "unet"},
@@ -117,7 +117,7 @@ def load_pairs(data: dict[str, Any], progress: bool = True) -> tuple[Tensor, lis
     from omnitok.eval.codec_data import to_uint8
 
     images, caps = [], []
-    ds = ShardDataset(data["name"], split, image_size=size, rank=0, world_size=1)
+    ds = ShardDataset(data["name"], split, root=data.get("root"), image_size=size, rank=0, world_size=1)
     for ex in tqdm(ds, desc=f"load {data['name']}/{split}", disable=not progress, leave=False):
         cap = ex.get("caption") or (ex.get("meta") or {}).get("caption")
         if "image" not in ex or not cap:
