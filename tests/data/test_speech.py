@@ -213,3 +213,19 @@ def test_build_heldout_and_augmented(tmp_path: Path, npm_dir: Path) -> None:
     assert not np.allclose(back[: len(clean)], clean[: len(back)], atol=1e-3)
     redo = speech.audio_augment.apply(clean, ex.meta["augment"], 16000)
     assert np.abs(back - np.clip(redo, -1, 1)).max() <= 2 / 32768
+
+
+@needs_flite
+def test_voice_prompt_names_the_voice_in_text_to_speech(tmp_path: Path) -> None:
+    from omnitok.data.tokenize import build_document
+
+    utts = speech.plan(seed=0, digits=4, single_digits=0, emoji=0, sentences_count=0, engines=("flite",),
+                       voices=("awb", "slt"), with_prompt=True)
+    for u in utts:
+        assert u.meta["prompt"] == f"[voice: {u.voice}] {u.text}" == speech.voice_prompt(u.voice, u.text)
+    ex = speech.to_example(utts[0], speech.synthesize(utts[0], tmp_dir=tmp_path))
+    t2s, _ = build_document("transcript2speech", ex, sample_rate=16000)
+    s2t, _ = build_document("speech2transcript", ex, sample_rate=16000)
+    assert t2s.segments[0].text == utts[0].meta["prompt"]
+    assert s2t.segments[1].text == utts[0].text  # the transcript a model learns to write names no voice
+    assert "prompt" not in speech.plan(seed=0, digits=1, single_digits=0, emoji=0, sentences_count=0)[0].meta

@@ -19,10 +19,12 @@ image2speech        digits                      Image -> Audio (a spoken digit o
                                                 the built ``speech`` dataset)
 speech2image        digits                      Audio (spoken digit) -> Image
 interleaved         digits                      Text(caption) Image Audio(spoken digit) Text(transcript)
-transcript2speech   speech                      Text(transcript) -> Audio
+transcript2speech   speech                      Text(transcript) -> Audio (the meta's ``prompt`` when the
+                                                speech was built with voice_prompt=1: "[voice: slt] ...")
 speech2transcript   speech                      Audio -> Text(transcript)
 speech              speech                      Audio
 caption2video       video                       Text(caption) -> Video
+video2caption       video                       Video -> Text(caption): its digit and direction of motion
 video               video                       Video
 text                text, (any with captions)   Text
 continuation        text                        Text(first part) -> Text(rest), cut at a word boundary
@@ -57,7 +59,7 @@ DATASET_TASKS: dict[str, tuple[str, tuple[str, ...]]] = {
                                  "interleaved", "text")),
     "emoji": ("caption2image", ("caption2image", "image2caption", "image", "text")),
     "speech": ("transcript2speech", ("transcript2speech", "speech2transcript", "speech", "text")),
-    "video": ("caption2video", ("caption2video", "video", "text")),
+    "video": ("caption2video", ("caption2video", "video2caption", "video", "text")),
     "text": ("text", ("text", "continuation")),
 }
 #: tasks whose documents pair an example with one of another dataset
@@ -190,13 +192,16 @@ def build_document(task: str, example: Example, *, partner: Example | None = Non
     if task == "image":
         return Document([Image(dec(example, "image"))], task=task), 0
     if task == "transcript2speech":
-        return Document([Text(_caption(meta)), Audio(dec(example, "audio"))], task=task), 1
+        prompt = str(meta.get("prompt") or _caption(meta))  # a prompt that names the voice, when built with one
+        return Document([Text(prompt), Audio(dec(example, "audio"))], task=task), 1
     if task == "speech2transcript":
         return Document([Audio(dec(example, "audio")), Text(_caption(meta))], task=task), 1
     if task == "speech":
         return Document([Audio(dec(example, "audio"))], task=task), 0
     if task == "caption2video":
         return Document([Text(_caption(meta)), Video(dec(example, "video"))], task=task), 1
+    if task == "video2caption":
+        return Document([Video(dec(example, "video")), Text(_caption(meta))], task=task), 1
     if task == "video":
         return Document([Video(dec(example, "video"))], task=task), 0
     if task == "interleaved":  # caption, the digit, the spoken digit, its transcript (no condition)

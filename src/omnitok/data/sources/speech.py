@@ -28,6 +28,9 @@ Many speakers, some never heard in training (``docs/data.md``, "Speech"):
   accent (``+f4``). The split of a key is still its hash (``data/splits.py``); its voice is drawn from the
   training voices or, for a val/test key with probability ``heldout_share`` (0.5), from the held-out ones.
   The card's ``speakers`` field lists both sets and the clips per split per voice.
+- ``voice_prompt`` (0): 1 stores ``meta["prompt"]``, the transcript with its voice in front
+  (``"[voice: slt] three seven one"``, :func:`voice_prompt`): the text -> speech task is prompted with it, so a
+  model trained on it speaks in the voice a prompt names (data/tokenize.py, eval/tasks/t2s.py).
 - ``augment`` (0): the probability that a clip goes through :mod:`omnitok.data.audio_augment` (speed and
   pitch perturbation, a room, background noise, loudness), with parameters drawn per key and kept in
   ``meta["augment"]``.
@@ -106,7 +109,8 @@ CARD: dict[str, Any] = {
         "flac": "16 kHz mono, PCM_16",
         "json": "transcript, kind (digits/emoji/sentence), digits, voice, engine, speed (1.0 = engine default "
         "rate), pitch (espeak-ng 0-99; null = flite voice default), duration (s), sample_rate, text_source, "
-        "source, licence; with heldout_voices: heldout_voice (bool); with augment: augment (the effects "
+        "source, licence; with heldout_voices: heldout_voice (bool); with voice_prompt: prompt (the text -> "
+        "speech prompt naming the voice); with augment: augment (the effects "
         "applied, data/audio_augment.py)",
     },
     "default_counts": {"digits": 6000, "single_digits": 1000, "emoji": "all (1,878)", "sentences": 2000},
@@ -243,6 +247,11 @@ def _voice(rng: np.random.Generator, engines: tuple[str, ...], voices: tuple[str
     return engine, voice, round(wpm / ESPEAK_DEFAULT_WPM, 3), pitch, ("-v", voice, "-s", str(wpm), "-p", str(pitch))
 
 
+def voice_prompt(voice: str, text: str) -> str:
+    """The text -> speech prompt that names its voice: ``"[voice: slt] three seven one"``."""
+    return f"[voice: {voice}] {text}"
+
+
 def is_heldout(voice: str, heldout: tuple[str, ...]) -> bool:
     """Whether ``voice`` ("awb", "en-gb+f3") is named by ``heldout``: a whole voice ("slt", "en-us+m3"), an
     espeak-ng accent with all its variants ("en-gb-scotland") or a variant in every accent ("+f4")."""
@@ -291,6 +300,7 @@ def plan(
     split_of: Callable[[str], str] | None = None,
     heldout_share: float = 0.5,
     augment: float = 0.0,
+    with_prompt: bool = False,
 ) -> list[Utterance]:
     """Every utterance of a build, in yield order. Item i of a kind depends only on (seed, kind, i).
 
@@ -301,6 +311,7 @@ def plan(
     of them with probability ``heldout_share`` (see :func:`is_heldout` for the names).
     ``augment``: the probability that a clip is put through :mod:`omnitok.data.audio_augment` (its
     parameters, drawn per key, go to ``meta["augment"]``).
+    ``with_prompt``: ``meta["prompt"]`` = :func:`voice_prompt` (the text -> speech prompt naming the voice).
     """
     if not engines or any(e not in LICENCES for e in engines):
         raise ValueError(f"engines must be a non-empty subset of {sorted(LICENCES)}, got {engines}")
@@ -323,6 +334,8 @@ def plan(
                 meta = {**meta, "augment": audio_augment.draw(a)}
         if heldout:
             meta = {**meta, "heldout_voice": is_heldout(voice, heldout)}
+        if with_prompt:
+            meta = {**meta, "prompt": voice_prompt(voice, text)}
         return Utterance(key, kind, text, engine, voice, speed, pitch, args, meta)
 
     groups: list[list[Utterance]] = []
@@ -489,6 +502,7 @@ def iter_examples(ctx: Any) -> Iterator[Example]:
         split_of=lambda key: split_by_key(key, splits),
         heldout_share=_float_option(options, "heldout_share", 0.5),
         augment=_float_option(options, "augment", 0.0),
+        with_prompt=_int_option(options, "voice_prompt", 0) != 0,
     )
     limit = getattr(ctx, "limit", None)
     if limit is not None:
