@@ -97,7 +97,7 @@ def test_eval_model_all_tasks(fake_root, judge_dir, tmp_path):
     vocab = debug_vocabulary(max_height=8, max_width=8, max_frames=4)
     model = Transformer(ModelConfig(vocab_size=vocab.size, n_layer=1, dim=32, n_head=2, ffn_multiple_of=32,
                                     max_seq_len=1024)).eval()
-    s = EvalSettings(tasks=("t2i", "i2t", "t2s", "s2t", "t2v", "i2s", "s2i", "text"), limit=10, seed=0,
+    s = EvalSettings(tasks=("t2i", "i2t", "t2s", "s2t", "t2v", "v2t", "i2s", "s2i", "text"), limit=10, seed=0,
                      data_root=str(fake_root), image_size=32, video_size=32, video_frames=8, fid=False,
                      samples_dir=str(tmp_path / "samples"), num_samples_saved=2, progress=False,
                      judge_dir=str(judge_dir), batch_size=10)
@@ -108,8 +108,9 @@ def test_eval_model_all_tasks(fake_root, judge_dir, tmp_path):
         assert "error" not in t[name], (name, t[name])
     # eval.json's keys per task, as the quickstart, the report and docs read them (no FID, no emoji data here)
     keys = {"t2i": "accuracy n per_digit grid", "i2t": "accuracy n", "t2s": "wer n per_engine real_recordings "
-            "duration_s", "s2t": "wer n per_engine", "t2v": "frame_accuracy direction_accuracy n frames grid "
-            "real_direction_accuracy", "i2s": "accuracy wer n", "s2i": "accuracy n",
+            "duration_s", "s2t": "wer n per_engine over_twice_reference", "t2v": "frame_accuracy direction_accuracy n frames grid "
+            "real_direction_accuracy real_frame_accuracy", "v2t": "digit_accuracy direction_accuracy both_accuracy n",
+            "i2s": "accuracy wer n", "s2i": "accuracy n",
             "text": "nll_per_token perplexity tokens n continuation_minilm_similarity"}
     assert {k: set(t[k]) for k in keys} == {k: {*v.split(), "samples", "seconds"} for k, v in keys.items()}
     # one prompt per digit: the accuracy is the mean of the per-digit hits, each 0 or 1
@@ -123,6 +124,10 @@ def test_eval_model_all_tasks(fake_root, judge_dir, tmp_path):
     # against themselves; the only engine's WER is the whole WER
     assert t["s2t"]["wer"] > 0.0 and t["s2t"]["wer"] == t["s2t"]["per_engine"]["flite"]["wer"]
     assert t["t2v"]["frames"] == 2 * 8 and t["t2v"]["real_direction_accuracy"] == 1.0
+    # v2t: both clips captioned, each scored on its digit and its direction ("the digit 3 moving right")
+    assert t["v2t"]["n"] == 2 and t["v2t"]["both_accuracy"] <= min(t["v2t"]["digit_accuracy"],
+                                                                   t["v2t"]["direction_accuracy"])
+    assert (tmp_path / "samples" / "v2t" / "real-0.mp4").is_file()
     assert t["s2i"]["n"] == 3 and t["i2s"]["n"] == 10
     assert t["text"]["perplexity"] > 1.0
     assert res["judges"]["digit_classifier"]["test_accuracy"] == 1.0

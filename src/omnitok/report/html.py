@@ -112,7 +112,11 @@ def _section_i2t(t: dict[str, Any], out: Path) -> str:
 
 def _wer_line(t: dict[str, Any]) -> str:
     per = ", ".join(f"{e}: {_pct(v['wer'])} (n={v['n']})" for e, v in (t.get("per_engine") or {}).items())
-    return f"WER <b>{_pct(t.get('wer'))}</b> over {t.get('n')} utterances" + (f" [{per}]" if per else "")
+    line = f"WER <b>{_pct(t.get('wer'))}</b> over {t.get('n')} utterances" + (f" [{per}]" if per else "")
+    groups = t.get("per_voice_group") or {}
+    if groups:  # a speech build with held-out voices: voices heard in training and voices never heard
+        line += "; " + ", ".join(f"{g} voices <b>{_pct(v['wer'])}</b> (n={v['n']})" for g, v in groups.items())
+    return line
 
 
 def _section_t2s(t: dict[str, Any], out: Path) -> str:

@@ -1,4 +1,5 @@
-"""What the speech tasks (t2s, s2t, i2s, s2i) share: WER blocks per engine and the length of generated speech."""
+"""What the speech tasks (t2s, s2t, i2s, s2i) share: WER blocks per engine (and per seen / unseen voice) and the
+length of generated speech."""
 
 from __future__ import annotations
 
@@ -8,18 +9,36 @@ from typing import Any
 from omnitok.eval.settings import EvalSettings
 from omnitok.eval.wer import corpus_wer
 
-__all__ = ["UNTIL_END_SLACK", "audio_frames", "until_end", "wer_block"]
+__all__ = ["UNTIL_END_SLACK", "audio_frames", "until_end", "voice_group", "wer_block"]
 
 UNTIL_END_SLACK = 1.5  # with until_end: the cap on frames is 1.5x the group's mean reference duration
 
 
-def wer_block(pairs: list[tuple[str, str]], engines: list[str]) -> dict[str, Any]:
-    """{"wer", "n", "per_engine": {engine: {"wer", "n"}}} of (reference, hypothesis) pairs."""
-    out: dict[str, Any] = {"wer": corpus_wer(pairs), "n": len(pairs)}
+def voice_group(meta: dict[str, Any]) -> str | None:
+    """"seen" / "unseen" for a clip of a speech build with held-out voices (meta ``heldout_voice``), else None."""
+    if "heldout_voice" not in meta:
+        return None
+    return "unseen" if meta["heldout_voice"] else "seen"
+
+
+def _per(keys: list[str] | list[str | None], pairs: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
     by: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for e, p in zip(engines, pairs):
-        by[e].append(p)
-    out["per_engine"] = {e: {"wer": corpus_wer(v), "n": len(v)} for e, v in sorted(by.items())}
+    for k, p in zip(keys, pairs):
+        if k is not None:
+            by[k].append(p)
+    return {k: {"wer": corpus_wer(v), "n": len(v)} for k, v in sorted(by.items())}
+
+
+def wer_block(pairs: list[tuple[str, str]], engines: list[str], groups: list[str | None] | None = None,
+              voices: list[str] | None = None) -> dict[str, Any]:
+    """{"wer", "n", "per_engine": {engine: {"wer", "n"}}} of (reference, hypothesis) pairs; with ``groups``
+    (:func:`voice_group` of each clip) also "per_voice_group" ({"seen": ..., "unseen": ...}), with ``voices``
+    "per_voice"."""
+    out: dict[str, Any] = {"wer": corpus_wer(pairs), "n": len(pairs), "per_engine": _per(engines, pairs)}
+    if groups is not None and any(g is not None for g in groups):
+        out["per_voice_group"] = _per(groups, pairs)
+    if voices is not None:
+        out["per_voice"] = _per(voices, pairs)
     return out
 
 

@@ -1,10 +1,12 @@
-"""s2t: held-out spoken digit string -> transcript, judged by WER against the true transcript, per engine."""
+"""s2t: held-out spoken digit string -> transcript, judged by WER against the true transcript, per engine and, for a
+speech build with held-out voices, per seen / unseen voice; transcripts over twice their reference are counted."""
 
 from __future__ import annotations
 
 from omnitok.eval.heldout import progress_bar, speech_items
-from omnitok.eval.tasks._speech import wer_block
+from omnitok.eval.tasks._speech import voice_group, wer_block
 from omnitok.eval.tasks.base import EvalContext, EvalTask, Headline, TaskResult
+from omnitok.eval.wer import normalize_text
 from omnitok.vocab.document import Audio
 
 __all__ = ["TASK", "run"]
@@ -22,10 +24,14 @@ def run(ctx: EvalContext) -> TaskResult:
     bar.close()
     refs = [it["caption"] for it in items]
     engines = [str(it["meta"].get("engine", "?")) for it in items]
-    samples = [{"file": save.audio(it["audio"], f"s2t/real-{i}", sr), "text": r, "transcript": h, "engine": e}
-               for i, (it, r, h, e) in enumerate(zip(items[: save.n], refs, hyps, engines))]
-    return TaskResult(wer_block(list(zip(refs, hyps)), engines), samples)
+    groups = [voice_group(it["meta"]) for it in items]
+    res = wer_block(list(zip(refs, hyps)), engines, groups)
+    res["over_twice_reference"] = sum(len(normalize_text(h)) > 2 * len(normalize_text(r)) for r, h in zip(refs, hyps))
+    samples = [{"file": save.audio(it["audio"], f"s2t/real-{i}", sr), "text": r, "transcript": h, "engine": e,
+                "voice": str(it["meta"].get("voice", "?")), "group": g}
+               for i, (it, r, h, e, g) in enumerate(zip(items[: save.n], refs, hyps, engines, groups))]
+    return TaskResult(res, samples)
 
 
 TASK = EvalTask("s2t", run, (Headline("WER of the model's transcripts", "wer"),),
-                summary="spoken digit string -> transcript; WER per engine")
+                summary="spoken digit string -> transcript; WER per engine and per seen / unseen voice")

@@ -1,5 +1,6 @@
 """t2s: held-out digit string -> speech, judged by pocketsphinx's WER (digit grammar) per engine, beside the same
-judge's WER on the real recordings."""
+judge's WER on the real recordings. A speech build with voice prompts (speech voice_prompt=1) is prompted with the
+clip's ``prompt`` ("[voice: slt] three seven one"): WER per voice asked for, and per seen / unseen voice."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections import defaultdict
 from torch import Tensor
 
 from omnitok.eval.heldout import batches, progress_bar, speech_items
-from omnitok.eval.tasks._speech import audio_frames, until_end, wer_block
+from omnitok.eval.tasks._speech import audio_frames, until_end, voice_group, wer_block
 from omnitok.eval.tasks.base import EvalContext, EvalTask, Headline, TaskResult
 from omnitok.vocab.document import Text
 
@@ -33,7 +34,8 @@ def run(ctx: EvalContext) -> TaskResult:
         dur = sum(items[i]["audio"].shape[-1] for i in idx) / len(idx) / sr
         T = audio_frames(dur, fps, s, "t2s")
         for chunk in batches(idx, s.batch_size):
-            out = gen([[Text(items[i]["caption"])] for i in chunk], "audio", grid=(T,), max_new_tokens=None)
+            prompts = [str(items[i]["meta"].get("prompt") or items[i]["caption"]) for i in chunk]
+            out = gen([[Text(p)] for p in prompts], "audio", grid=(T,), max_new_tokens=None)
             for i, seg in zip(chunk, out):
                 audio[i] = seg.data
                 hyps[i] = asr.transcribe(seg.data.reshape(-1).numpy(), sr, mode="digits")
@@ -41,9 +43,14 @@ def run(ctx: EvalContext) -> TaskResult:
     bar.close()
     refs = [it["caption"] for it in items]
     engines = [str(it["meta"].get("engine", "?")) for it in items]
-    res = wer_block([(refs[i], hyps[i]) for i in range(len(items))], engines)
+    prompted = any("prompt" in it["meta"] for it in items)
+    groups = [voice_group(it["meta"]) for it in items]
+    voices = [str(it["meta"].get("voice", "?")) for it in items] if prompted else None
+    res = wer_block([(refs[i], hyps[i]) for i in range(len(items))], engines, groups, voices)
     real = [(r, asr.transcribe(it["audio"].reshape(-1).numpy(), sr, mode="digits")) for r, it in zip(refs, items)]
-    res["real_recordings"] = wer_block(real, engines)
+    res["real_recordings"] = wer_block(real, engines, groups, voices)
+    if prompted:
+        res["voice_prompts"] = True
     res["duration_s"] = {"generated": sum(audio[i].shape[-1] for i in audio) / len(items) / sr,
                          "real": sum(it["audio"].shape[-1] for it in items) / len(items) / sr,
                          "length": "model ends it" if free else "fixed per group"}
