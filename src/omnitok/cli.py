@@ -27,6 +27,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("eval", "codec"), "omnitok.eval.codec", "evaluate a codec on a held-out split"),
     (("eval", "model"), "omnitok.eval.model", "evaluate the unified model with outside judges"),
     (("eval", "diffusion"), "omnitok.eval.diffusion", "judge a diffusion model: digit accuracy and seconds per image"),
+    (("eval", "transfusion"), "omnitok.eval.transfusion",
+     "judge a Transfusion model: text -> image accuracy / FID per step count, image -> text accuracy"),
     (("eval", "clip"), "omnitok.eval.clip", "zero-shot digits, emoji / speech retrieval, CLIPScore of a CLIP model"),
     (("encode",), "omnitok.codecs.files", "encode image / video / audio files into code files"),
     (("decode",), "omnitok.codecs.files", "decode code files back into image / video / audio files"),

@@ -86,3 +86,25 @@ def test_cli_generates_both_ways(tmp_path, debug_run, capsys) -> None:
                  "--threads", "1"]) == 0
     assert main(["generate", "--to", "audio", "--method", "hybrid", "--ckpt", str(final)]) == 2
     assert "--method hybrid generates images" in capsys.readouterr().err
+
+
+def test_eval_transfusion_rows_and_captions(tmp_path, debug_run, capsys) -> None:
+    from omnitok.eval.judges.digit_classifier import DigitClassifier, DigitCNN
+
+    _, final = debug_run
+    torch.manual_seed(0)
+    DigitClassifier(DigitCNN(), test_accuracy=0.5).save(tmp_path / "judge")  # any judge: the plumbing is tested
+    out = tmp_path / "eval.json"
+    assert main(["eval", "transfusion", str(final), "--steps", "2,3", "--per-digit", "2", "--batch-size", "8",
+                 "--judge-dir", str(tmp_path / "judge"), "--samples", str(tmp_path / "grids"), "--out", str(out),
+                 "--no-progress", "--threads", "1"]) == 0
+    res = json.loads(out.read_text())
+    assert [r["steps"] for r in res["t2i"]] == [2, 3]
+    for r in res["t2i"]:
+        assert r["images"] == 20 and r["forwards_per_image"] == r["steps"]
+        assert set(r["per_digit"]) == {str(k) for k in range(10)}
+        assert (tmp_path / "grids" / f"ddim-{r['steps']}.png").is_file()
+    assert res["i2t"]["images"] == 20 and len(res["i2t"]["examples"]) == 20
+    assert [e["label"] for e in res["i2t"]["examples"][:10]] == list(range(10))
+    assert res["train"]["steps"] == 40 and res["judge_test_accuracy"] == 0.5
+    assert "| 2 | 2 |" in capsys.readouterr().out

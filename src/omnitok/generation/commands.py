@@ -419,7 +419,7 @@ def _run_hybrid(args: argparse.Namespace) -> int:
             raise ValueError("--method hybrid --to text takes one image: --from FILE.png (and no text prompt)")
         from omnitok.io.image import load_image, resize_tensor
 
-        size = _image_side(pipe)
+        size = pipe.image_side()
         img = load_image(args.source[0])  # (3, H, W) in [-1, 1]
         img = resize_tensor(img, size) if tuple(img.shape[-2:]) != (size, size) else img
         caps, stats = pipe.image_to_text(img[None].expand(args.num_samples, -1, -1, -1))
@@ -431,15 +431,3 @@ def _run_hybrid(args: argparse.Namespace) -> int:
         return 0
     raise ValueError(f"--method hybrid generates images (--to image) or text from an image (--to text), got --to "
                      f"{args.produce}")
-
-
-def _image_side(pipe: Any) -> int:
-    """The pixel side the codec maps to the model's latent grid."""
-    c = pipe.image_codec
-    dev = next(c.parameters()).device
-    for side in (8, 16, 32, 64, 128, 256):
-        with torch.no_grad():
-            h = c.encode_latents(torch.zeros(1, int(c.config.get("in_channels", 3)), side, side, device=dev)).shape[-1]
-        if h == pipe.model.config.latent_size:
-            return side
-    raise ValueError(f"no image side up to 256 px gives this codec a {pipe.model.config.latent_size}-wide latent grid")

@@ -214,7 +214,7 @@ class HybridPipeline:
         if vocab_dir is None or codec_dir is None:
             raise ValueError(f"{folder}: a Transfusion model needs vocab/ and image_codec/ beside it (or in its run "
                              f"folder); found vocab: {vocab_dir}, image_codec: {codec_dir}")
-        vocab = Vocabulary.load(vocab_dir)
+        vocab = Vocabulary.load(vocab_dir, {"text": vocab_dir / "codecs" / "text"}, load_codecs=False)  # text only
         return cls(model, vocab, load_codec(codec_dir, map_location=str(device)))
 
     # ----- ids -----------------------------------------------------------------------------------------------------
@@ -237,6 +237,18 @@ class HybridPipeline:
         dev = next(c.parameters()).device
         z = c.encode_latents(images.to(dev).float())  # (B, C, h, w) before quantization
         return self.model.patchify((z - float(lat["shift"])) * float(lat["scale"]))
+
+    @torch.no_grad()
+    def image_side(self) -> int:
+        """The pixel side the codec maps to the model's latent grid (what ``encode`` takes)."""
+        c = self.image_codec
+        dev = next(c.parameters()).device
+        for side in (8, 16, 32, 64, 128, 256):
+            h = c.encode_latents(torch.zeros(1, int(c.config.get("in_channels", 3)), side, side, device=dev)).shape[-1]
+            if h == self.model.config.latent_size:
+                return side
+        raise ValueError(f"no image side up to 256 px gives this codec a {self.model.config.latent_size}-wide latent "
+                         "grid")
 
     @torch.no_grad()
     def decode(self, patches: Tensor) -> Tensor:
