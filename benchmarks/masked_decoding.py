@@ -1,7 +1,8 @@
 """Masked vs next-token image decoding on ONE model: digit-judge accuracy, seconds and forwards per image.
 
     .venv/bin/python benchmarks/masked_decoding.py --ckpt runs/masked-digits/lm/final \
-        --vocab runs/masked-digits/vocab [--per-digit 10] [--steps 4,8,12,16] [--batches 1,10] [--threads 2]
+        --vocab runs/masked-digits/vocab [--per-digit 10] [--steps 4,8,12,16] [--batches 1,10] [--threads 1] \
+        [--dtype bfloat16] [--fid-batch 10]
 
 The model must have been trained with masked-image documents (``train.masked``, e.g. the LM preset
 ``masked-digits``) on a vocabulary with ``<|mask|>``. Prompts are the evaluation's text -> image prompts ("the
@@ -19,7 +20,11 @@ process, on the same weights:
 
 Seconds per image: the median over batches of (batch wall time / batch size), pixel decoding excluded (it is
 the same for all); every decoder runs at each batch size of ``--batches`` (prompts per call; CFG doubles the
-rows). ``--profile`` adds the top operators of one batch of next-token and of masked-8 decoding
+rows). ``--dtype bfloat16`` runs every decoder, Hugging Face's included, on the same weights in bfloat16 (on a
+CPU with AMX / AVX512-BF16 the masked forward's large matmuls run faster; the one-id steps do not).
+FID (``omnitok.eval.fid``, Inception features) of each decoder's images against ``--fid-real`` held-out test
+digits (balanced over the labels), for the run at ``--fid-batch`` prompts per call (0 = no FID).
+``--profile`` adds the top operators of one batch of next-token and of masked-8 decoding
 (torch.profiler, CPU time). Writes JSON (``--out``, default ``benchmarks/results/masked_decoding_<device>.json``)
 and prints a Markdown table.
 """
@@ -36,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from omnitok.generation import generate
@@ -105,15 +111,36 @@ def run_hf(hf, vocab, prompts, grid, cfg: float, top_k: int, seed: int, batch: i
     return {"segments": segs, "s_per_image": per_image, "forwards": [S] * len(per_image)}
 
 
-def judge(vocab, segments, labels, classifier) -> dict[str, Any]:
+def judge(vocab, segments, labels, classifier, fid=None) -> dict[str, Any]:
+    """Digit-judge accuracy (and per digit) of decoded images; FID against the real features in ``fid``."""
     from omnitok.vocab.document import Document
 
     for seg in segments:
         vocab.decode_data(Document([seg]))
-    x = torch.stack([seg.data for seg in segments])
+    x = torch.stack([seg.data.float() for seg in segments])  # (N, C, H, W)
     pred = classifier.predict(x)
-    return {"accuracy": float((pred == labels).float().mean()),
-            "per_digit": {str(k): float((pred[labels == k] == k).float().mean()) for k in range(10)}}
+    out = {"accuracy": float((pred == labels).float().mean()),
+           "per_digit": {str(k): float((pred[labels == k] == k).float().mean()) for k in range(10)}}
+    if fid is not None:
+        from omnitok.eval.fid import frechet_distance
+
+        real, f = fid.real[0], fid.features(x)
+        out["fid"] = frechet_distance(real.mean(0), np.cov(real, rowvar=False), f.mean(0), np.cov(f, rowvar=False))
+        out["fid_images"] = {"generated": len(f), "real": len(real)}
+    return out
+
+
+def real_digits(n: int, image_size: int) -> torch.Tensor:
+    """(n, C, H, W): held-out test digits, balanced over the ten labels (the FID reference)."""
+    from omnitok.data.dataset import ShardDataset
+
+    per, groups = -(-n // 10), {k: [] for k in range(10)}
+    for item in ShardDataset("digits", "test", image_size=image_size, rank=0, world_size=1):
+        if len(groups[int(item["label"])]) < per:
+            groups[int(item["label"])].append(item["image"])
+        if sum(map(len, groups.values())) >= per * 10:
+            break
+    return torch.stack([groups[k][i] for i in range(per) for k in range(10) if i < len(groups[k])][:n])
 
 
 def codec_ceiling(vocab, classifier, n: int) -> dict[str, Any]:
@@ -165,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--skip", default="", help="comma-separated: jacobi,hf")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                    help="the weights' dtype for every decoder (HF's included)")
+    ap.add_argument("--fid-batch", type=int, default=-1, help="FID for the run at this batch (-1: the largest of "
+                    "--batches; 0: no FID)")
+    ap.add_argument("--fid-real", type=int, default=200, help="held-out test digits for the FID reference")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -175,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     skip = {s for s in args.skip.split(",") if s}
     vocab = Vocabulary.load(args.vocab)
     model = Transformer.from_pretrained(args.ckpt).eval()
+    dtype = getattr(torch, args.dtype)
     grid = tuple((model.generation_config or {}).get("grids", {}).get("image") or (8, 8)) \
         if getattr(model, "generation_config", None) else (8, 8)
     classifier = load_or_train(progress=False)
@@ -195,20 +228,29 @@ def main(argv: list[str] | None = None) -> int:
 
             with tempfile.TemporaryDirectory() as tmp:
                 export_hf(model, tmp)
-                hf = transformers.AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32).eval()
+                hf = transformers.AutoModelForCausalLM.from_pretrained(tmp, dtype=dtype).eval()
         except ImportError as e:
             print(f"masked_decoding: no transformers ({e}); the hf row is skipped", file=sys.stderr)
+    model = model.to(dtype)
     batches = [int(b) for b in args.batches.split(",")]
+    fid_batch = max(batches) if args.fid_batch < 0 else args.fid_batch
+    fid = None
+    if fid_batch in batches:
+        from omnitok.eval.fid import InceptionFID
+
+        fid = InceptionFID()
+        fid.real.append(fid.features(real_digits(args.fid_real, 32)))  # the digit codec's 32 px, as codec_ceiling
     for batch in batches:
+        f = fid if batch == fid_batch else None
         if hf is not None:
             r = run_hf(hf, vocab, prompts, grid, args.cfg, args.top_k, args.seed, batch)
             rows.append({"decoder": "hf generate (next-token)", "batch": batch, **_summary(r),
-                         **judge(vocab, r["segments"], labels, classifier)})
+                         **judge(vocab, r["segments"], labels, classifier, f)})
             print(_line(rows[-1]), file=sys.stderr, flush=True)
         for name, method, steps in decoders:
             r = run_ours(model, vocab, prompts, grid, method, steps, kw, args.seed, batch)
             rows.append({"decoder": name, "batch": batch, **_summary(r),
-                         **judge(vocab, r["segments"], labels, classifier)})
+                         **judge(vocab, r["segments"], labels, classifier, f)})
             print(_line(rows[-1]), file=sys.stderr, flush=True)
     for batch in batches:
         same = [r for r in rows if r["batch"] == batch]
@@ -220,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                 r["speedup_vs_hf"] = base["s_per_image"] / r["s_per_image"]
     record = {
         "benchmark": "masked_decoding", "ckpt": args.ckpt, "grid": list(grid), "prompts": len(prompts),
-        "batches": batches, "sampling": kw, "threads": torch.get_num_threads(),
+        "batches": batches, "sampling": kw, "threads": torch.get_num_threads(), "dtype": args.dtype,
+        "fid_batch": fid_batch if fid is not None else None,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "python": sys.version.split()[0],
                     "torch": torch.__version__,
                     "transformers": __import__("transformers").__version__ if hf is not None else None},
@@ -233,11 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else RESULTS / "masked_decoding_cpu.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
-    print("\n| decoder | batch | forwards / image | s / image (median) | vs next-token | vs HF | digit-judge accuracy |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| decoder | batch | forwards / image | s / image (median) | vs next-token | vs HF | digit-judge accuracy "
+          "| FID |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['decoder']} | {r['batch']} | {r['forwards']} | {r['s_per_image']:.3f} | {r['speedup_vs_next_token']:.2f}x | "
-              + (f"{r['speedup_vs_hf']:.2f}x" if "speedup_vs_hf" in r else "-") + f" | {r['accuracy']:.1%} |")
+              + (f"{r['speedup_vs_hf']:.2f}x" if "speedup_vs_hf" in r else "-") + f" | {r['accuracy']:.1%} | "
+              + (f"{r['fid']:.1f}" if "fid" in r else "-") + " |")
     c = record["codec_ceiling"]
     print(f"\nreal test digits through the codec: {c['accuracy']:.1%} (n = {c['n']}); judge on real test digits: "
           f"{classifier.test_accuracy:.1%}")

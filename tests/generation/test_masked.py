@@ -55,8 +55,9 @@ def test_masked_decoding_always_yields_a_decodable_image(levels):
             assert torch.equal(v.encode(v.decode(v.encode(doc))), v.encode(doc))
 
 
-def test_greedy_masked_decoding_is_deterministic_and_cached_equals_reference():
-    v = make_vocab()
+@pytest.mark.parametrize("levels", [1, 2])
+def test_greedy_masked_decoding_is_deterministic_and_cached_equals_reference(levels):
+    v = make_vocab(levels)
     m = make_model(v, seed=3)
     runs = [generate(m, v, ["x", "yz"], "image", grid=(3, 4), method="masked", steps=4, temperature=0, seed=s,
                      cfg_scale=3.0, decode_data=False).ids for s in (0, 1)]
@@ -65,7 +66,10 @@ def test_greedy_masked_decoding_is_deterministic_and_cached_equals_reference():
     ids = torch.tensor([[0, 0, 5, 6, 7], [1, 2, 3, 4, 5]])
     ids[0, :2] = v.pad_id
     mask = torch.tensor([[False, False, True, True, True], [True] * 5])
-    for params in (SamplingParams(temperature=0), SamplingParams(temperature=1.0)):
+    # the cached path projects hidden states onto the image rows of the head only; the reference computes the
+    # whole vocabulary's logits at every step and slices them
+    for params in (SamplingParams(temperature=0), SamplingParams(temperature=1.0),
+                   SamplingParams(temperature=1.0, top_k=5)):
         toks = []
         for use_cache in (True, False):
             g = torch.Generator().manual_seed(0)
@@ -74,6 +78,13 @@ def test_greedy_masked_decoding_is_deterministic_and_cached_equals_reference():
             toks.append(t)
             assert stats["forwards"] == 6
         assert torch.equal(*toks)
+    # top-k = 1 draws among one candidate per position: in one step (every code fixed at once, whatever the
+    # confidences) that is each position's argmax, mapped back from candidate to code
+    g = torch.Generator().manual_seed(0)
+    top1, _ = decode_masked(m, ids, mask, table, SamplingParams(temperature=1.0, top_k=1), v.mask_id, steps=1,
+                            generator=g)
+    greedy, _ = decode_masked(m, ids, mask, table, SamplingParams(temperature=0), v.mask_id, steps=1)
+    assert torch.equal(top1, greedy)
 
 
 def test_masked_method_is_refused_where_it_cannot_work():

@@ -14,6 +14,13 @@ and as its forced id where the layout fixes one (EOR); the block is one bidirect
    fixed, so that ``floor(N cos(pi/2 (k+1)/K))`` stay masked (at least one fewer each step, none after the
    last), and a fixed code is never masked again.
 
+What a step computes (the cached path; ``use_cache=False`` is the plain reference it is tested against): the
+prompt's keys / values once; the whole block through every layer (its codes see each other, so no block state
+survives a step); the final hidden states only at the codes still masked (``logits_mask``), projected onto the
+image codes' rows of the output embedding only (``return_hidden``: (n, C) x (C, hi - lo) instead of the whole
+vocabulary); with top-k, the softmax, the draw and the confidence over the k candidates of each position only;
+the conditional and unconditional rows in one forward.
+
 A model learns this from the masked-image documents of the mixture loader (``omnitok.data.mixture``,
 ``masked=``): the same ids, the same bidirectional block, labels on the masked codes. Show-o (arXiv
 2408.12528) does the same next to next-token text in one transformer.
@@ -21,11 +28,13 @@ A model learns this from the masked-image documents of the mixture loader (``omn
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from omnitok.generation.cfg import guide
@@ -90,6 +99,10 @@ def decode_masked(model: Transformer, ids: Tensor, mask: Tensor, table: StepTabl
     cols = torch.isfinite(bias[is_code]).any(0).nonzero()[:, 0]  # ids any code position may take
     lo, hi = int(cols[0]), int(cols[-1]) + 1  # guidance and sampling only over [lo, hi) (the image's codes)
     bias = bias[:, lo:hi]  # (Sb, hi - lo)
+    head = model.lm_head.weight[lo:hi]  # (hi - lo, C): the output embedding's rows of the image codes
+    no_bias = bool((bias[is_code] == 0).all())  # one codebook level: every code position allows all of [lo, hi)
+    top_k = params.top_k if 0 < params.top_k < hi - lo else 0
+    rest = dataclasses.replace(params, top_k=0)  # what filter_logits still does over the k candidates
     counts = masked_counts(n_codes, steps)
     block = torch.where(is_code, torch.full_like(block_ids, mask_id), block_ids).expand(B, Sb).clone()  # (B, Sb)
     masked = is_code.expand(B, Sb).clone()  # (B, Sb) still masked
@@ -109,8 +122,8 @@ def decode_masked(model: Transformer, ids: Tensor, mask: Tensor, table: StepTabl
         rows = torch.cat([block, block]) if cfg else block  # (N, Sb)
         want = torch.cat([masked, masked]) if cfg else masked  # (N, Sb): the head runs only where a code is drawn
         if cache is not None and k > 0:  # the prompt is cached: only the block, in the same slots
-            logits, _ = model(rows, position_ids=pos_block, kv_cache=cache, segment_ids=seg_full[:, P:],
-                              logits_mask=want)  # (N * n, V)
+            hidden, _ = model(rows, position_ids=pos_block, kv_cache=cache, segment_ids=seg_full[:, P:],
+                              logits_mask=want, return_hidden=True)  # (N * n, C)
             cache.rewind(Sb)
         else:
             seq = torch.cat([ids, rows], 1)  # (N, P + Sb)
@@ -118,25 +131,34 @@ def decode_masked(model: Transformer, ids: Tensor, mask: Tensor, table: StepTabl
             want = torch.cat([torch.zeros(N, P, dtype=torch.bool, device=device), want], 1)  # (N, P + Sb)
             if cache is not None:
                 cache.reset()
-                logits, _ = model(seq, position_ids=pos, attention_mask=torch.cat([mask, ones], 1), kv_cache=cache,
-                                  segment_ids=seg_full, logits_mask=want)
+                hidden, _ = model(seq, position_ids=pos, attention_mask=torch.cat([mask, ones], 1), kv_cache=cache,
+                                  segment_ids=seg_full, logits_mask=want, return_hidden=True)  # (N * n, C)
                 cache.rewind(Sb)
             else:
                 docs = torch.where(torch.cat([mask, ones], 1), 0, -1)  # left padding is its own document
                 logits, _ = model(seq, position_ids=pos, document_ids=docs, segment_ids=seg_full, logits_mask=want)
         forwards += 1
+        if cache is not None:
+            logits = F.linear(hidden, head)  # (N * n, hi - lo): the image codes' logits only
+        else:
+            logits = logits[:, lo:hi]  # the reference: the whole vocabulary, then the image codes
         where = masked.nonzero()[:, 1].view(B, n)  # (B, n) block positions of the masked codes, row-major
-        logits = logits.view(N, n, -1)[..., lo:hi]  # (N, n, hi - lo)
+        logits = logits.reshape(N, n, hi - lo)  # (N, n, hi - lo)
         lg = guide(logits, scale[0, where]) if cfg else logits.float()  # (B, n, hi - lo)
-        lg = lg + bias[where]  # each position keeps its codebook level
+        if not no_bias:
+            lg = lg + bias[where]  # each position keeps its codebook level
         if params.greedy:
             drawn = lg.argmax(-1)  # (B, n)
-            logp = lg.log_softmax(-1)
+            conf = lg.gather(-1, drawn[..., None])[..., 0] - lg.logsumexp(-1)  # (B, n) log p of the drawn code
         else:
-            filtered = filter_logits(lg, params)
-            drawn = sample_from_probs(filtered.softmax(-1), generator)
-            logp = filtered.log_softmax(-1)
-        conf = logp.gather(-1, drawn[..., None])[..., 0]  # (B, n) log p of the drawn code
+            cand = None
+            if top_k:  # only the k candidates of each position are sampled from (the others are -inf anyway)
+                lg, cand = lg.topk(top_k, dim=-1)  # (B, n, k) each
+            filtered = filter_logits(lg, rest if top_k else params)
+            drawn = sample_from_probs(filtered.softmax(-1), generator)  # (B, n)
+            conf = filtered.log_softmax(-1).gather(-1, drawn[..., None])[..., 0]  # (B, n) log p of the drawn code
+            if cand is not None:
+                drawn = cand.gather(-1, drawn[..., None])[..., 0]  # candidate index -> code index
         anneal = choice_temperature * (1.0 - (k + 1) / len(counts))
         if not params.greedy and anneal > 0:
             u = torch.rand(conf.shape, device=device, generator=generator).clamp_(1e-20, 1.0)
