@@ -47,6 +47,7 @@ import torch
 from omnitok.data.token_shards import TokenShardWriter
 from omnitok.data.types import Example
 from omnitok.vocab.document import TASKS, Audio, Document, Image, Text, Video
+from omnitok.vocab.media import encode_media
 from omnitok.vocab.special import MODALITY_IDS
 from omnitok.vocab.vocabulary import Vocabulary
 
@@ -326,7 +327,7 @@ def tokenize_dataset(
             except (ValueError, KeyError) as e:
                 n_bad += 1
                 bar.write(f"skipping {ex.key}: {e}")
-        vocab.fill_codes([d for d, _ in docs], batch_size=batch_size)
+        encode_media(vocab.codecs, [d for d, _ in docs], batch_size=batch_size)  # the codecs run here, batched
         for doc, n_cond in docs:
             ids, spans = vocab.encode_with_spans(doc)
             cond = (spans[0][0], spans[n_cond - 1][1]) if n_cond else (0, 0)

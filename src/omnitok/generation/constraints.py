@@ -124,7 +124,7 @@ def step_table(vocab: Vocabulary, target: str, grid: Sequence[int] | None = None
         raise ValueError(f"grid sizes must be >= 1, got {shape}")
     zeros = torch.zeros(*shape, e.num_codebooks, dtype=torch.long)
     seg = {"image": Image, "video": Video, "audio": Audio}[target](codes=zeros)
-    ids = vocab._encode_segment(seg)[prompt_head_length(target):]  # (S,) the generated part, END included
+    ids = vocab.encode_segment(seg)[prompt_head_length(target):]  # (S,) the generated part, END included
     level_of = {}
     for k in range(e.num_codebooks):
         lo, hi = e.level_range(k)

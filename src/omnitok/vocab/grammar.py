@@ -9,13 +9,16 @@
     g.step(sampled_id)
 
 ``allowed_ranges()`` gives the same set as a tuple of half-open ``(lo, hi)`` id ranges. The grammar is the
-one written in :mod:`omnitok.vocab.vocabulary`; after ``<|h=h|> <|w=w|>`` it forces exactly ``w`` codes per
+one written in :mod:`omnitok.vocab.vocabulary`, and the only copy of it: the strict parser
+(:mod:`omnitok.vocab.parser`) walks a ``GrammarState`` too, checking whole segment bodies at once with
+``run_bounds`` / ``skip``; after ``<|h=h|> <|w=w|>`` it forces exactly ``w`` codes per
 row (each at its codebook level), an EOR after each row and END_IMAGE after ``h`` rows, so a sampled image
 always has the requested shape. ``complete`` is True where the document may stop (at top level or after EOS).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -80,14 +83,16 @@ class GrammarState:
     __slots__ = ("_t", "v", "pos", "mode", "m", "size_left", "sizes", "h", "w", "t", "n_q",
                  "col", "row", "frame", "s", "k", "T", "delay")
 
-    def __init__(self, vocab) -> None:
+    def __init__(self, vocab, position: int = 0, top: bool = False) -> None:
+        """At the start of a document (BOS allowed), or with ``top`` between two segments of one; ``position``:
+        the index of the next id in the caller's sequence (error messages name it)."""
         tables = getattr(vocab, "_grammar_tables", None)
         if tables is None:
             tables = vocab._grammar_tables = _Tables(vocab)
         self._t: _Tables = tables
         self.v = vocab
-        self.pos = 0
-        self.mode = _START
+        self.pos = position
+        self.mode = _TOP if top else _START
         self.m = ""
         self.size_left: tuple[str, ...] = ()
         self.sizes: list[int] = []
@@ -155,6 +160,29 @@ class GrammarState:
             return t.level_or_pad[self.m][0]
         return t.level[self.m][k]
 
+    def expected(self) -> str:
+        """What may come next, in words (for error messages)."""
+        mode, m = self.mode, self.m.upper()
+        if mode in (_START, _TOP):
+            return ("BOS, " if mode == _START else "") + "UNCOND, EOS or a BEGIN token"
+        if mode == _DONE:
+            return "padding (only padding may follow EOS)"
+        if mode == _TEXT:
+            return "a text id or END_TEXT"
+        if mode == _SIZE:
+            return {"h": "a height token", "w": "a width token", "f": "a frames token"}[self.size_left[0]]
+        if mode == _GRID:
+            where = f"row {self.row + 1} of {self.h}" + (f", frame {self.frame + 1} of {self.t}" if m == "VIDEO" else "")
+            if self.col == self.w * self.n_q:
+                return f"EOR closing {where} ({self.w} codes a row)"
+            return f"a {m} code of level {self.col % self.n_q} in {where}"
+        if mode == _EOF:
+            return f"EOF after {self.h} rows of frame {self.frame + 1} of {self.t}"
+        if mode == _END:
+            sizes = f"{self.t}x{self.h}x{self.w}" if m == "VIDEO" else f"{self.h}x{self.w}"
+            return f"END_{m} (the size tokens say {sizes})"
+        return f"an AUDIO code of level {self.k}, DELAY_PAD or END_AUDIO as the pattern allows"
+
     def is_allowed(self, i: int) -> bool:
         return any(lo <= i < hi for lo, hi in self.allowed_ranges())
 
@@ -182,11 +210,58 @@ class GrammarState:
         i = int(i)
         if not self.is_allowed(i):
             ranges = ", ".join(f"[{lo},{hi})" for lo, hi in self.allowed_ranges())
-            raise VocabularyError(
-                f"id {i} ({self.v.token_name(i)}) not allowed here; allowed: {ranges}", position=self.pos
-            )
+            raise VocabularyError(f"expected {self.expected()}, got id {i} ({self.v.token_name(i)}); allowed: "
+                                  f"{ranges}", position=self.pos)
         self._advance(i)
         self.pos += 1
+        return self
+
+    # ----- runs of ids whose next state does not depend on their values ---------------------------------
+    def run_bounds(self, limit: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(lo, hi) int64 arrays: the one allowed range ``[lo[k], hi[k])`` of each of the next ``len(lo) <=
+        limit`` ids, while every allowed id leads to the same next state (text ids, an image / video grid up to
+        its END, padding after EOS); None where the next id decides the way on (top level, size tokens, audio,
+        END). :meth:`skip` then consumes a checked prefix: a parser checks a whole body in one comparison."""
+        t, mode = self._t, self.mode
+        if mode == _DONE:
+            return np.full(limit, t.done[0][0], np.int64), np.full(limit, t.done[0][1], np.int64)
+        if mode == _TEXT:
+            e = self.v.entries["text"]
+            return np.full(limit, e.offset, np.int64), np.full(limit, e.stop, np.int64)
+        if mode != _GRID:
+            return None
+        row_len = self.w * self.n_q + 1
+        frame_len = self.h * row_len + (self.m == "video")
+        done = self.frame * frame_len + self.row * row_len + self.col  # ids of the body consumed so far
+        p = done + np.arange(min(limit, self.t * frame_len - done), dtype=np.int64)
+        r = p % frame_len
+        c = r % row_len
+        levels = np.array([rng[0] for rng in t.level[self.m]], dtype=np.int64)  # (n_q, 2)
+        lo, hi = levels[c % self.n_q, 0], levels[c % self.n_q, 1]
+        eor, eof = c == row_len - 1, r == frame_len - 1 if self.m == "video" else np.zeros(len(p), bool)
+        lo = np.where(eor, t.eor[0][0], lo)
+        hi = np.where(eor, t.eor[0][1], hi)
+        return np.where(eof, t.eof[0][0], lo), np.where(eof, t.eof[0][1], hi)
+
+    def skip(self, n: int) -> GrammarState:
+        """Consume ``n`` ids that :meth:`run_bounds` allowed (the caller checked them); returns self."""
+        if n and self.mode == _GRID:
+            row_len = self.w * self.n_q + 1
+            frame_len = self.h * row_len + (self.m == "video")
+            p = self.frame * frame_len + self.row * row_len + self.col + n
+            if p == self.t * frame_len:  # the whole grid: END comes next
+                self.mode, self.frame, self.row, self.col = _END, (self.t if self.m == "video" else 0), 0, 0
+                if self.m == "image":
+                    self.row = self.h
+            else:
+                self.frame, r = divmod(p, frame_len)
+                if r == self.h * row_len:  # after the last EOR of a frame: EOF comes next
+                    self.mode, self.row, self.col = _EOF, self.h, 0
+                else:
+                    self.row, self.col = divmod(r, row_len)
+        elif n and self.mode not in (_TEXT, _DONE):
+            raise ValueError(f"skip({n}) where run_bounds() is None")
+        self.pos += n
         return self
 
     def step_many(self, ids) -> GrammarState:
