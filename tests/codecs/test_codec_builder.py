@@ -9,12 +9,14 @@ import torch
 from omnitok import quantizers
 from omnitok._overrides import apply_overrides
 from omnitok.codecs.builder import CONFIG_DIR, build_codec, load_preset
+from omnitok.codecs.frames import FrameCodec
+from omnitok.codecs.global_motion import GlobalMotionCodec
 from omnitok.codecs.image import ImageCodec
 from omnitok.codecs.video import VideoCodec
 from omnitok.quantizers.registry import QUANTIZERS, build_quantizer
 
 PRESETS = ["debug", "debug-pq", "debug-aq", "debug-gumbel", "digits", "emoji64-f8", "emoji64-f4", "video-digits",
-           "video-debug"]
+           "video-debug", "video-motion", "video-motion-debug", "video-frames-debug"]
 
 #: one small constructor per family: name -> (kwargs, codebook_size, num_codebooks); dim 8 for every one
 FAMILIES = {
@@ -34,7 +36,8 @@ def test_presets_build(name):
     cfg = load_preset(name)
     assert cfg["name"] == name and cfg["type"] in ("image", "video")
     codec = build_codec(cfg)
-    assert isinstance(codec, ImageCodec if cfg["type"] == "image" else VideoCodec)
+    video = {"video": VideoCodec, "frames": FrameCodec, "global-motion": GlobalMotionCodec}[cfg.get("codec", "video")]
+    assert isinstance(codec, ImageCodec if cfg["type"] == "image" else video)
     size = cfg["data"]["size"]
     grid = codec.code_grid((3, size, size)) if cfg["type"] == "image" else codec.code_grid(
         (3, cfg["data"]["frames"], size, size))

@@ -128,3 +128,19 @@ def test_build_slice_round_trip(tmp_path: Path, npm_dir: Path) -> None:
     again = list(video.iter_examples(BuildContext(name="video", root=tmp_path, size=32, options=options,
                                                   done=done, npm_root=npm_dir)))
     assert {ex.key for ex in again} == done and all(ex.files == {} for ex in again)
+
+
+def test_two_digit_share_zero_gives_the_single_digit_clips_of_the_default() -> None:
+    """two_digits=0: every clip has one digit; a clip that had one digit at the default 0.5 is the same clip."""
+    images = np.zeros((20, 28, 28), np.uint8)
+    images[:, 8:20, 12:16] = 255
+    labels = np.arange(20) % 10
+    singles = 0
+    for seed in range(12):
+        a, ma = video.digit_clip(np.random.default_rng(seed), images, labels, size=32, frames=5)
+        b, mb = video.digit_clip(np.random.default_rng(seed), images, labels, size=32, frames=5, two_digits=0.0)
+        assert mb["motion"] == "single"
+        if ma["motion"] == "single":
+            singles += 1
+            assert np.array_equal(a, b) and ma["caption"] == mb["caption"]
+    assert 0 < singles < 12

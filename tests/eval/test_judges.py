@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from omnitok.eval.judges.digit_classifier import DigitClassifier, prepare_digits, train_classifier
-from omnitok.eval.judges.motion import DIRECTIONS, caption_direction, centroids, direction_of_motion
+from omnitok.eval.judges.motion import (
+    DIRECTIONS,
+    caption_direction,
+    centroids,
+    direction_of_motion,
+    steadiness,
+)
+from omnitok.eval.judges.video_digits import frame_digits, mnist_framing
 
 
 def _glyphs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,6 +78,55 @@ def test_still_and_dark_foreground():
     assert c.shape == (6, 2) and bool((c[1:, 0] > c[:-1, 0]).all())
     with pytest.raises(ValueError, match="foreground"):
         centroids(still, foreground="grey")
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_shuffled_and_repeated_frames_have_no_direction(direction):
+    """Frames out of order still put the centroids on the line of motion; the steadiness check answers "none"
+    instead of the true direction or its opposite. One frame repeated does not move."""
+    clip = _moving_square(direction)
+    assert direction_of_motion(clip[torch.tensor([2, 0, 1, 5, 3, 4])]) == "none"  # forward overall, not steadily
+    assert direction_of_motion(clip[torch.tensor([3, 0, 5, 1, 4, 2])]) in ("none", "still")  # no drift at all
+    assert direction_of_motion(clip[torch.tensor([5, 4, 3, 2, 1, 0])]) != direction  # reversed: the opposite
+    assert direction_of_motion(clip[2:3].expand_as(clip)) == "still"
+
+
+def test_steadiness():
+    pts = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]])
+    assert steadiness(pts, 1.0, 0.0) == pytest.approx(1.0)
+    assert steadiness(pts[torch.tensor([1, 3, 0, 2])], 1.0, 0.0) == pytest.approx(0.0, abs=1e-6)
+    assert steadiness(pts.flip(0), 1.0, 0.0) == pytest.approx(-1.0)
+    nan_row = torch.cat([pts, torch.full((1, 2), float("nan"))])
+    assert steadiness(nan_row, 1.0, 0.0) == pytest.approx(1.0)
+
+
+def test_mnist_framing_centres_the_sprite_wherever_it_is():
+    """The same sprite at two places in the frame gets the same 28x28 crop; its box fills 22 of 28 px."""
+    frames = torch.full((2, 3, 32, 32), -1.0)
+    glyph = torch.zeros(14, 14)
+    glyph[1:13, 3:5] = 1.0
+    glyph[1:3, 3:11] = 1.0  # a "7"-ish stroke pair, 12 px high
+    frames[0, :, 2:16, 3:17] = glyph * 2 - 1
+    frames[1, :, 17:31, 15:29] = glyph * 2 - 1
+    crops = mnist_framing(frames)
+    assert crops.shape == (2, 1, 28, 28)
+    assert torch.allclose(crops[0], crops[1], atol=1e-4)
+    rows = (crops[0, 0] > 0).any(1).nonzero().flatten()
+    assert 20 <= int(rows.max() - rows.min()) + 1 <= 23  # 12 px of sprite scaled to the 22 px box
+    blank = mnist_framing(torch.full((1, 3, 32, 32), -1.0))  # nothing bright: the whole frame, still -1
+    assert blank.shape == (1, 1, 28, 28) and bool((blank == -1).all())
+
+
+def test_frame_digits_reads_each_frame():
+    class _Judge:  # reports the column of the brightest pixel of the framed crop: the framing is what is tested
+        def predict(self, x):
+            return x.flatten(1).argmax(1) % 28
+
+    frames = torch.full((3, 3, 32, 32), -1.0)
+    for t, x0 in enumerate((2, 10, 18)):
+        frames[t, :, 5:17, x0 : x0 + 6] = 1.0
+    labels = frame_digits(_Judge(), frames)
+    assert labels.shape == (3,) and len(set(labels.tolist())) == 1  # the same sprite, the same answer anywhere
 
 
 def test_caption_direction():

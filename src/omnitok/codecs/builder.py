@@ -3,6 +3,7 @@
 A preset looks like::
 
     type: image            # image | video (audio presets are built by omnitok.train.audio_codec)
+    codec: video           # video presets only: video (3-D, default) | frames | global-motion
     model: {in_channels: 3, channels: 64, channel_mult: [1, 2, 2, 2], num_res_blocks: 1, z_channels: 64}
     quantizer: {name: vq, dim: 16, codebook_size: 1024, kmeans_init: true}
 
@@ -50,6 +51,17 @@ def build_codec(preset: dict[str, Any]):
         from omnitok.codecs.image import ImageCodec
 
         return ImageCodec(**model, quantizer=qname, quantizer_kwargs=qcfg)
+    if kind == "video" and preset.get("codec", "video") in ("frames", "global-motion"):
+        # an image codec (model + quantizer) on every frame (frames), or on the first one with global motion
+        # steps for the rest (global-motion, its ``motion`` keys: step, max_step, aspect)
+        image = {**model, "quantizer": qname, "quantizer_kwargs": qcfg}
+        if preset["codec"] == "frames":
+            from omnitok.codecs.frames import FrameCodec
+
+            return FrameCodec(image)
+        from omnitok.codecs.global_motion import GlobalMotionCodec
+
+        return GlobalMotionCodec(image, **dict(preset.get("motion") or {}))
     if kind == "video":
         from omnitok.codecs.video import VideoCodec
 

@@ -108,6 +108,7 @@ TASK_IDS: dict[str, int] = {
     "speech": 11,  # audio-only
     "video": 12,  # video-only
     "masked_image": 13,  # an image target masked by the loader (``masked=``)
+    "video2caption": 14,  # a clip -> its caption (digit and direction of motion)
 }
 
 #: the seed's default mixture (source group -> ratio)

@@ -141,7 +141,7 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
 
     data = _load_train_data(cfg, kind, progress)
     codec = build_codec(cfg).to(device)
-    channels = codec.config["in_channels"]
+    channels = codec.in_channels  # every image and video codec exposes it (FrameCodec: its image codec's)
     ema = copy.deepcopy(codec).eval().requires_grad_(False)
     opt = codec_optimizer(codec, str(tc["optimizer"]), tc["lr"], tuple(tc["betas"]), tc["weight_decay"],
                           float(tc["muon_momentum"]))

@@ -44,7 +44,8 @@ __all__ = [
 #: text: [Text]; caption2image: [Text, Image]; image2caption: [Image, Text]; transcript2speech: [Text, Audio];
 #: speech2transcript: [Audio, Text]; caption2video: [Text, Video]; image2speech: [Image, Audio];
 #: speech2image: [Audio, Image]; interleaved: any; image / speech / video: one segment, no condition;
-#: masked_image: a document whose image target the mixture loader masked (MaskGIT training; never in shards).
+#: masked_image: a document whose image target the mixture loader masked (MaskGIT training; never in shards);
+#: video2caption: [Video, Text].
 TASKS: dict[str, int] = {
     "none": 0,
     "text": 1,
@@ -60,6 +61,7 @@ TASKS: dict[str, int] = {
     "speech": 11,
     "video": 12,
     "masked_image": 13,
+    "video2caption": 14,
 }
 
 #: number of code axes before n_q, per segment kind

