@@ -229,3 +229,17 @@ def test_voice_prompt_names_the_voice_in_text_to_speech(tmp_path: Path) -> None:
     assert t2s.segments[0].text == utts[0].meta["prompt"]
     assert s2t.segments[1].text == utts[0].text  # the transcript a model learns to write names no voice
     assert "prompt" not in speech.plan(seed=0, digits=1, single_digits=0, emoji=0, sentences_count=0)[0].meta
+
+
+def test_speaker_summary_line() -> None:
+    from omnitok.data.cards import format_info, speaker_summary
+
+    card = {"name": "speech", "counts": {"train": 3, "test": 3},
+            "speakers": {"heldout_voices": ["slt", "+f4"], "train_voices": ["awb", "en-us+m1"],
+                         "unseen_voices": ["en-gb+f4", "slt"], "augmented": 2,
+                         "clips_per_voice": {"train": {"awb": 2, "en-us+m1": 1},
+                                             "test": {"awb": 1, "slt": 1, "en-gb+f4": 1}}}}
+    line = speaker_summary(card)
+    assert line == ("speech: 2 voices in train, 4 in all; held out of train (slt, +f4): 2 voices, 2 of 3 "
+                    "val/test clips; 2 clips with microphone effects")
+    assert line in format_info([card]) and speaker_summary({"name": "digits"}) is None

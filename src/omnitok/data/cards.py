@@ -3,7 +3,8 @@
 A card holds: ``name``, ``source``, ``version``, ``licence``, ``description``, ``modality``, ``counts`` (per
 split), ``total``, ``bytes`` (per split), ``total_bytes``, ``shards`` (file, split, count, bytes, sha256),
 ``build`` (parameters: size, limit, seed, splits, shard_size, ...), ``versions`` (omnitok, python, numpy,
-``npm:<pkg>``, ``deb:<pkg>``, ``pypi:<dist>``), ``build_seconds``, ``built_at``.
+``npm:<pkg>``, ``deb:<pkg>``, ``pypi:<dist>``), ``build_seconds``, ``built_at``; a speech build also has
+``speakers`` (held-out voices, training voices, clips per split per voice; data/sources/speech.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from omnitok.data.build import dataset_cards, load_card
 from omnitok.data.paths import dataset_dir
 
-__all__ = ["format_info", "human_bytes", "verify_card"]
+__all__ = ["format_info", "human_bytes", "speaker_summary", "verify_card"]
 
 REQUIRED_FIELDS = ("name", "source", "version", "licence", "counts", "shards", "versions")
 
@@ -72,4 +73,22 @@ def format_info(cards: list[dict[str, Any]] | None = None, root: str | os.PathLi
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines += [line for c in cards if (line := speaker_summary(c))]
     return "\n".join(lines)
+
+
+def speaker_summary(card: dict[str, Any]) -> str | None:
+    """One line on a speech card's voices: how many train, which are held out and their val/test clips."""
+    sp = card.get("speakers")
+    if not sp:
+        return None
+    per = sp.get("clips_per_voice") or {}
+    unseen = sp.get("unseen_voices") or []
+    held = sum(n for split, row in per.items() if split != "train" for v, n in row.items() if v in unseen)
+    total = sum(n for split, row in per.items() if split != "train" for n in row.values())
+    line = (f"{card.get('name', '?')}: {len(sp.get('train_voices') or [])} voices in train, "
+            f"{len({v for row in per.values() for v in row})} in all")
+    if sp.get("heldout_voices"):
+        line += (f"; held out of train ({', '.join(sp['heldout_voices'])}): {len(unseen)} voices, "
+                 f"{held} of {total} val/test clips")
+    return line + (f"; {sp['augmented']} clips with microphone effects" if sp.get("augmented") else "")
