@@ -48,8 +48,8 @@ def test_quickstart_debug_end_to_end(env):
     for needle in ("<audio", "<video", "Text → image", "Targets", "Stage times"):
         assert needle in page, needle
     ev = json.loads((out / "eval.json").read_text())
-    assert set(ev["tasks"]) == {"t2i", "i2t", "t2s", "s2t", "t2v", "i2s", "s2i", "text"}
-    for name in ("t2i", "i2t", "t2s", "s2t", "t2v", "text"):
+    assert set(ev["tasks"]) == {"t2i", "i2t", "t2s", "s2t", "t2v", "v2t", "i2s", "s2i", "text"}
+    for name in ("t2i", "i2t", "t2s", "s2t", "t2v", "v2t", "text"):
         assert "error" not in ev["tasks"][name], (name, ev["tasks"][name])
     t2i = ev["tasks"]["t2i"]
     hits = t2i["accuracy"] * t2i["n"]  # a share of the prompts the judge read as their digit
@@ -174,3 +174,28 @@ def test_lm_minutes_is_what_the_earlier_stages_left():
     assert lm_minutes(cfg, {"codecs": {"wall_s": 1800.0}}) == 5.0  # never below min_minutes
     assert lm_minutes({**cfg, "budget_minutes": 0}, timings) is None
     assert lm_minutes({**cfg, "lm": {**cfg["lm"], "overrides": ["max_minutes=3"]}}, timings) is None
+
+
+def test_quickstart_debug_with_masked_decoding(env):
+    """``masked: 0.5``: the vocabulary gets <|mask|>, half the caption -> image documents are masked in the LM's
+    mixture, and the evaluation's text -> image runs masked parallel decoding (eval.sampling.t2i.method)."""
+    from omnitok.cli import main
+    from omnitok.vocab import Vocabulary
+
+    out = env / "qs"
+    run_pipeline("debug", out, progress=False, overrides=[
+        "masked=0.5", "eval.tasks=[t2i, i2t]", "eval.sampling.t2i.method=masked", "eval.sampling.t2i.steps=2"])
+    assert Vocabulary.load(out / "vocab").mask_id is not None
+    cfg = json.loads((out / "lm" / "train_config.json").read_text())
+    assert cfg["train"]["masked"] == {"digits-caption2image": 0.5}
+    rows = [json.loads(line) for line in (out / "lm" / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss/task_masked_image" in r for r in rows)  # masked documents reached the model
+    ev = json.loads((out / "eval.json").read_text())
+    for name in ("t2i", "i2t"):
+        assert "error" not in ev["tasks"][name], (name, ev["tasks"][name])
+    assert ev["tasks"]["t2i"]["n"] > 0
+    assert main(["generate", "the digit seven", "--to", "image", "--ckpt", str(out / "lm" / "final"), "--method",
+                 "masked", "--steps", "2", "--out", str(env / "seven.png"), "--no-stream"]) == 0
+    assert (env / "seven.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="masked"):
+        load_config("debug", ["masked=1.5"])

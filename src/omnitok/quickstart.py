@@ -13,8 +13,10 @@ changed since it ran is cleared and run again; ``--redo STAGE`` runs a stage and
                  ``<cache root>/quickstart-data`` (a separate root, so full builds elsewhere are never replaced)
 2. ``judge``     the digit-classifier judge (trained on digits/train; its test accuracy is reported)
 3. ``codecs``    BPE text codec, image, speech and video codecs from the ``quickstart-*`` codec presets
-4. ``tokenize``  one vocabulary over the four codecs; token shards for every task (train and val)
-5. ``lm``        one transformer on the mixture of all tasks (``configs/lm/quickstart.yaml``)
+4. ``tokenize``  one vocabulary over the four codecs (with ``<|mask|>`` when ``masked`` > 0); token shards for
+                 every task (train and val)
+5. ``lm``        one transformer on the mixture of all tasks (``configs/lm/quickstart.yaml``); ``masked: r``
+                 masks a share r of the caption -> image documents (masked parallel decoding, off at 0)
 6. ``eval``      ``omnitok eval model`` with outside judges -> ``eval.json`` + sample media
 7. ``report``    ``report.html`` with images, audio players, video, loss curves and the evaluation table
 
@@ -66,7 +68,15 @@ def load_config(preset: str = "quickstart", overrides: list[str] | None = None) 
     dtype = (cfg.get("vocab") or {}).get("audio_encode_dtype")  # None: the codec's own default (float64)
     if dtype not in (None, "float32", "float64"):
         raise ValueError(f"vocab.audio_encode_dtype: expected float32 or float64, got {dtype!r}")
+    ratio = cfg.get("masked", 0.0)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"masked: expected a share of caption -> image documents in [0, 1] (0 = off), got {ratio!r}")
     return cfg
+
+
+def masked_ratio(cfg: dict[str, Any]) -> float:
+    """The share of caption -> image documents the LM sees masked (``masked:``; 0 = off, no ``<|mask|>``)."""
+    return float(cfg.get("masked") or 0.0)
 
 
 # keys of the quickstart's `lm:` section itself; any other lm.KEY=VALUE override is a training setting
@@ -108,6 +118,8 @@ def fingerprint(cfg: dict[str, Any], stage: str) -> str:
         part["codec_presets"] = {m: _preset_text("codec", v) for m, v in sorted((cfg.get("codecs") or {}).items())}
     if "lm" in keys:
         part["lm_preset"] = _preset_text("lm", (cfg.get("lm") or {}).get("preset"))
+    if masked_ratio(cfg) > 0 and "tokenize" in keys:  # absent when off: fingerprints of earlier runs still hold
+        part["masked"] = masked_ratio(cfg) if "lm" in keys else True  # the tokeniser only adds <|mask|>
     return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -253,7 +265,8 @@ def _stage_tokenize(cfg: dict[str, Any], out: Path, data_root: Path, progress: b
     vocab_dir = out / "vocab"
     codecs = {m: str(p) for m, p in _codec_dirs(out).items()}
     max_size = int(cfg.get("vocab", {}).get("max_size", 16))
-    vocab = load_or_build_vocab(vocab_dir, codecs, max_height=max_size, max_width=max_size, max_frames=max_size)
+    vocab = load_or_build_vocab(vocab_dir, codecs, max_height=max_size, max_width=max_size, max_frames=max_size,
+                                with_mask=masked_ratio(cfg) > 0)
     device = select_device("auto")
     for codec in vocab.codecs.values():
         codec.to(device).eval()
@@ -327,6 +340,10 @@ def _stage_lm(cfg: dict[str, Any], out: Path, device: str, progress: bool, minut
         print(f"    time budget: {minutes:g} min for the LM (budget_minutes {cfg['budget_minutes']} less the "
               "stages before it and lm.reserve_minutes for evaluation)", flush=True)
         overrides.append(f"max_minutes={minutes}")
+    if masked_ratio(cfg) > 0:  # masked caption -> image documents (MaskGIT) beside the next-token ones
+        sources = [e["data"].replace(":", "-") for e in cfg["tokenize"] if e["data"].endswith(":caption2image")
+                   and _token_dir(out, e["data"], "train").is_dir()]
+        overrides.append("train.masked={" + ", ".join(f"{n}: {masked_ratio(cfg)}" for n in sources) + "}")
     train_preset(str(lm.get("preset", "quickstart")), data, out / "lm", overrides,
                  resume=(out / "lm" / "checkpoints").is_dir(), progress=progress, device=device)
 

@@ -13,8 +13,10 @@ from typing import Any
 __all__ = ["MEDIA", "SAMPLED", "SAMPLING_KEYS", "EvalSettings"]
 
 #: keys of ``EvalSettings.sampling[modality or task]``; ``best_of`` / ``rerank``: keep the best of N candidates by
-#: the model's own reverse-task score (generation/rerank.py); ``until_end`` (audio): the model ends the speech itself
-SAMPLING_KEYS = ("cfg_scale", "temperature", "top_k", "top_p", "best_of", "rerank",
+#: the model's own reverse-task score (generation/rerank.py); ``method`` / ``steps``: the decoder (e.g. ``t2i.method=
+#: masked``, ``t2i.steps=8``: masked parallel decoding, generation/masked.py); ``until_end`` (audio): the model ends
+#: the speech itself
+SAMPLING_KEYS = ("cfg_scale", "temperature", "top_k", "top_p", "best_of", "rerank", "method", "steps",
                  "until_end")  # until_end last (audio only)
 MEDIA = ("image", "audio", "video")
 #: the modalities whose sampling --sampling sets; text (captions, transcripts) is greedy unless it is set
