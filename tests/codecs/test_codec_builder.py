@@ -113,5 +113,5 @@ def test_overrides_and_errors():
         build_quantizer("xyz")
     with pytest.raises(ValueError, match="bad arguments"):
         build_quantizer("vq", dim=4, codebook_size=8, bogus=1)
-    with pytest.raises(ValueError, match="'image' or 'video'"):
+    with pytest.raises(ValueError, match="'image', 'video' or 'audio'"):
         build_codec({"type": "text"})

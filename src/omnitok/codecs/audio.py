@@ -35,32 +35,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from omnitok.codecs.base import Codec
+from omnitok.codecs.base import Codec, CodecOutput, quantizer_preset
+from omnitok.io.audio import read_audio, resample
 from omnitok.nn.seanet import SEANetDecoder, SEANetEncoder, SEANetISTFTDecoder
 from omnitok.quantizers.base import Quantizer, QuantizerOutput
+from omnitok.quantizers.registry import build_quantizer
 
-__all__ = ["AudioCodec", "AudioCodecOutput"]
-
-
-class AudioCodecOutput:
-    """What a training forward pass returns: reconstruction, codes, quantizer loss and metrics."""
-
-    def __init__(self, audio: Tensor, codes: Tensor, vq_loss: Tensor, metrics: dict[str, Tensor]) -> None:
-        self.audio = audio  # (B, 1, frames * hop)
-        self.codes = codes  # (B, frames, n_q)
-        self.vq_loss = vq_loss  # scalar
-        self.metrics = metrics
-
-
-def build_rvq(dim: int, codebook_size: int, num_codebooks: int, quantizer_dropout: float,
-              **kwargs: Any) -> Quantizer:
-    """The residual VQ of :mod:`omnitok.quantizers.rvq` (quantizer dropout included)."""
-    from omnitok.quantizers.rvq import ResidualVQ
-
-    return ResidualVQ(dim, codebook_size, num_codebooks, quantizer_dropout=quantizer_dropout, **kwargs)
+__all__ = ["AudioCodec", "CodecOutput"]
 
 
 class AudioCodec(Codec):
@@ -77,6 +62,10 @@ class AudioCodec(Codec):
         codebook_size / num_codebooks: the residual VQ (K codes, n_q stages).
         quantizer_dropout: probability of training with a random 1..n_q prefix of the stages.
         quantizer_kwargs: extra keyword arguments of the residual VQ (EMA decay, k-means init, ...).
+        quantizer: a residual VQ built by ``build_quantizer("rvq", dim=..., codebook_size=..., num_quantizers=...,
+            quantizer_dropout=..., ...)`` instead of the four arguments above (which config.json records and
+            ``from_pretrained`` reads back). Without it the codec builds that RVQ itself, through the same
+            registry, after its convolutions (so a seeded codec keeps the weights it always had).
     """
 
     modality = "audio"
@@ -103,8 +92,16 @@ class AudioCodec(Codec):
         decoder: str = "waveform",
         istft_ratios: Sequence[int] = (4,),
         istft_channels: int = 256,
+        quantizer: Quantizer | None = None,
     ) -> None:
         super().__init__()
+        if quantizer is not None:  # its arguments are the ones config.json records
+            name, kw = quantizer_preset(quantizer, "AudioCodec")
+            if name != "rvq" or int(kw.pop("dim", -1)) != int(dim):
+                raise ValueError(f"AudioCodec: quantizer must be a residual VQ (rvq) of dim {dim}, got {name} "
+                                 f"of dim {quantizer.dim}")
+            codebook_size, num_codebooks = kw.pop("codebook_size"), kw.pop("num_quantizers")
+            quantizer_dropout, quantizer_kwargs = kw.pop("quantizer_dropout", 0.0), kw
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
         if not ratios or any(int(r) < 1 for r in ratios):
@@ -147,8 +144,9 @@ class AudioCodec(Codec):
         # and the codebooks collapse onto a handful of codes; standardising keeps the spread at ~1.
         # At inference it is a fixed per-channel affine map, so it stays causal and chunk-exact.
         self.latent_norm = nn.BatchNorm1d(dim, affine=False, momentum=0.05) if latent_norm else None
-        self.quantizer = build_rvq(dim, codebook_size, num_codebooks, quantizer_dropout,
-                                   **(quantizer_kwargs or {}))
+        self.quantizer = quantizer if quantizer is not None else build_quantizer(
+            "rvq", dim=dim, codebook_size=codebook_size, num_quantizers=num_codebooks,
+            quantizer_dropout=quantizer_dropout, **(quantizer_kwargs or {}))
         #: frames of history that make a chunk's codes exact (see the module docstring)
         self.context_frames = max(math.ceil((self.encoder.receptive_field - self.hop) / self.hop), 0)
 
@@ -219,12 +217,12 @@ class AudioCodec(Codec):
         return n_q
 
     # ----- encode / decode ---------------------------------------------------------------------------
-    def forward(self, x: Tensor) -> AudioCodecOutput:
-        """Training pass on a prepared batch (B, 1, T), T a multiple of the hop."""
+    def forward(self, x: Tensor) -> CodecOutput:
+        """Training pass on a prepared batch (B, 1, T), T a multiple of the hop -> recon (B, 1, T)."""
         z = self._normalize(self.encoder(x))  # (B, D, F)
         q: QuantizerOutput = self.quantizer.forward_channel_first(z)  # latents (B, D, F), codes (B, F, n_q)
         y = self.decoder(q.latents)  # (B, 1, F * hop)
-        return AudioCodecOutput(y, q.codes, q.loss, q.metrics)
+        return CodecOutput(y, q.codes, q.loss, q.metrics)
 
     def _normalize(self, z: Tensor) -> Tensor:
         """Training-mode latent standardisation (batch statistics); identity without latent_norm."""
@@ -376,8 +374,6 @@ class AudioCodec(Codec):
 
         Truncated or undecodable files raise ``ValueError`` naming the path.
         """
-        from omnitok.io.audio import read_audio  # a leaf module: numpy + soundfile only
-
         audio, sr = read_audio(path)
         if sr != self.sample_rate:
             warnings.warn(f"{path}: resampling from {sr} Hz to {self.sample_rate} Hz", stacklevel=2)
@@ -391,9 +387,5 @@ class AudioCodec(Codec):
 
 def resample_batch(x: Tensor, orig_sr: int, target_sr: int) -> Tensor:
     """(B, 1, T) float -> (B, 1, ceil(T * target / orig)) with the band-limited resampler of omnitok.io.audio."""
-    import numpy as np
-
-    from omnitok.io.audio import resample
-
     out = [resample(row[0].detach().cpu().numpy(), orig_sr, target_sr) for row in x]
     return torch.from_numpy(np.stack(out)).unsqueeze(1).to(x.device)

@@ -19,16 +19,40 @@ import json
 import os
 import tempfile
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from omnitok._io import CheckpointError, fsync_replace, load_safetensors, sha256_file, write_json_atomic
+from omnitok.quantizers.base import Quantizer
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class CodecOutput:
+    """What every codec's training forward returns (image, video and audio alike)."""
+
+    recon: Tensor  # the reconstruction, shaped like the input (audio: (B, 1, frames * hop))
+    codes: Tensor  # (B, *grid, num_codebooks) int64
+    loss: Tensor  # the quantizer's auxiliary loss (already weighted), a scalar
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+def quantizer_preset(quantizer: Quantizer, who: str) -> tuple[str, dict[str, Any]]:
+    """(name, keyword arguments) a quantizer was built with by :func:`omnitok.quantizers.registry.build_quantizer`
+    (what a codec saves to rebuild it); ValueError for a quantizer built another way."""
+    preset = getattr(quantizer, "preset", None)
+    if preset is None:
+        raise ValueError(f"{who}: the {type(quantizer).__name__} was not built by "
+                         "omnitok.quantizers.registry.build_quantizer (or a codec preset), so its name and "
+                         "arguments cannot be saved with the codec; build it with build_quantizer(name, **kwargs)")
+    return preset[0], dict(preset[1])
 
 
 class Codec(nn.Module, ABC):
@@ -71,8 +95,6 @@ class Codec(nn.Module, ABC):
     # ----- folders ----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> str:
         """Write ``config.json`` + ``model.safetensors`` atomically; return the weights hash."""
-        from safetensors.torch import save_file
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}

@@ -2,13 +2,17 @@
 
 A preset looks like::
 
-    type: image            # image | video (audio presets are built by omnitok.train.audio_codec)
+    type: image            # image | video | audio
     codec: video           # video presets only: video (3-D, default) | frames | global-motion
     model: {in_channels: 3, channels: 64, channel_mult: [1, 2, 2, 2], num_res_blocks: 1, z_channels: 64}
     quantizer: {name: vq, dim: 16, codebook_size: 1024, kmeans_init: true}
 
 ``quantizer.name`` picks the class (vq, rvq, pq, aq, fsq, lfq, bsq, gumbel:
-:data:`omnitok.quantizers.registry.QUANTIZERS`); every other key is passed to its constructor unchanged.
+:data:`omnitok.quantizers.registry.QUANTIZERS`); every other key is passed to its constructor unchanged, and the
+codec is handed the built :class:`Quantizer`. Audio presets (``type: audio``) name AudioCodec arguments in
+``model`` and the residual VQ in ``quantizer`` (``num_codebooks``, ``codebook_size``, ``quantizer_dropout`` and
+its other keywords); the codec builds that RVQ through the same registry after its convolutions, the order every
+trained audio codec was initialised in.
 Components never read configs themselves. Preset files and ``key=value`` overrides are read by
 :mod:`omnitok._overrides` (the same typed values as the LM presets).
 """
@@ -20,8 +24,15 @@ from typing import Any
 
 from omnitok import _overrides
 from omnitok._overrides import apply_overrides, load_yaml, preset_file
+from omnitok.codecs.audio import AudioCodec
+from omnitok.codecs.base import Codec
+from omnitok.codecs.frames import FrameCodec
+from omnitok.codecs.global_motion import GlobalMotionCodec
+from omnitok.codecs.image import ImageCodec
+from omnitok.codecs.video import VideoCodec
+from omnitok.quantizers.registry import build_quantizer
 
-__all__ = ["build_codec", "load_preset", "preset_path"]
+__all__ = ["build_audio_codec", "build_codec", "load_preset", "preset_path"]
 
 CONFIG_DIR = _overrides.CONFIG_DIR / "codec"
 
@@ -41,29 +52,38 @@ def load_preset(name: str, overrides: list[str] | None = None) -> dict[str, Any]
     return apply_overrides(cfg, list(overrides or []))
 
 
-def build_codec(preset: dict[str, Any]):
-    """Preset dict -> ImageCodec or VideoCodec (its quantizer built by name)."""
+def build_audio_codec(preset: dict[str, Any]) -> AudioCodec:
+    """A ``type: audio`` preset -> AudioCodec (``model``: its arguments; ``quantizer``: the residual VQ's)."""
+    model = dict(preset.get("model") or {})
+    q = dict(preset.get("quantizer") or {})
+    name = q.pop("name", "rvq")
+    if name != "rvq":
+        raise ValueError(f"audio preset {preset.get('name', '?')}: quantizer.name must be rvq (the codec keeps "
+                         f"the first n_q residual stages), got {name!r}")
+    for key in ("num_codebooks", "codebook_size", "quantizer_dropout"):
+        if key in q:
+            model[key] = q.pop(key)
+    return AudioCodec(**model, quantizer_kwargs=q)
+
+
+def build_codec(preset: dict[str, Any]) -> Codec:
+    """Preset dict -> ImageCodec, VideoCodec (or FrameCodec / GlobalMotionCodec) or AudioCodec, its quantizer
+    built by name."""
     kind = preset.get("type")
+    if kind == "audio":
+        return build_audio_codec(preset)
     model = dict(preset.get("model") or {})
     qcfg = dict(preset.get("quantizer") or {"name": "vq"})
     qname = qcfg.pop("name", "vq")
     if kind == "image":
-        from omnitok.codecs.image import ImageCodec
-
-        return ImageCodec(**model, quantizer=qname, quantizer_kwargs=qcfg)
+        return ImageCodec(**model, quantizer=build_quantizer(qname, **qcfg))
     if kind == "video" and preset.get("codec", "video") in ("frames", "global-motion"):
         # an image codec (model + quantizer) on every frame (frames), or on the first one with global motion
         # steps for the rest (global-motion, its ``motion`` keys: step, max_step, aspect)
         image = {**model, "quantizer": qname, "quantizer_kwargs": qcfg}
         if preset["codec"] == "frames":
-            from omnitok.codecs.frames import FrameCodec
-
             return FrameCodec(image)
-        from omnitok.codecs.global_motion import GlobalMotionCodec
-
         return GlobalMotionCodec(image, **dict(preset.get("motion") or {}))
     if kind == "video":
-        from omnitok.codecs.video import VideoCodec
-
         return VideoCodec(**model, quantizer=qname, quantizer_kwargs=qcfg)
-    raise ValueError(f"build_codec: preset type must be 'image' or 'video', got {kind!r}")
+    raise ValueError(f"build_codec: preset type must be 'image', 'video' or 'audio', got {kind!r}")

@@ -11,28 +11,17 @@ RGB -> L by ITU-R 601 luma), so the codec itself only ever sees the channel coun
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from omnitok.codecs.base import Codec
+from omnitok.codecs.base import Codec, CodecOutput, quantizer_preset
 from omnitok.nn.conv import ConvDecoder2d, ConvEncoder2d
 from omnitok.quantizers.base import Quantizer
 from omnitok.quantizers.registry import build_quantizer
 
-__all__ = ["CodecOutput", "ImageCodec"]
-
-
-@dataclass
-class CodecOutput:
-    """What a codec's training forward returns."""
-
-    recon: Tensor  # same shape as the input
-    codes: Tensor  # (B, *grid, num_codebooks) int64
-    loss: Tensor  # the quantizer's auxiliary loss (already weighted)
-    metrics: dict[str, Tensor] = field(default_factory=dict)
+__all__ = ["CodecOutput", "ImageCodec"]  # CodecOutput: defined in codecs/base.py, shared by every codec
 
 
 def check_float_batch(x: Tensor, ndim: int, channels: int, who: str, layout: str) -> None:
@@ -50,7 +39,11 @@ def check_float_batch(x: Tensor, ndim: int, channels: int, who: str, layout: str
 
 
 class ImageCodec(Codec):
-    """Conv encoder, quantizer, mirrored decoder. All arguments are plain values (saved in config.json)."""
+    """Conv encoder, quantizer, mirrored decoder.
+
+    ``quantizer``: a :class:`Quantizer` built by ``build_quantizer`` (codecs/builder.py passes one), or its name
+    with ``quantizer_kwargs`` (the plain form config.json records, which ``from_pretrained`` reads back). The
+    other arguments are plain values, saved in config.json."""
 
     modality = "image"
 
@@ -62,7 +55,7 @@ class ImageCodec(Codec):
         num_res_blocks: int = 1,
         attention: bool = False,
         z_channels: int = 64,
-        quantizer: str = "vq",
+        quantizer: Quantizer | str = "vq",
         quantizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -70,7 +63,12 @@ class ImageCodec(Codec):
             raise ValueError(f"ImageCodec: in_channels must be 1 or 3, got {in_channels}")
         if len(channel_mult) < 2:
             raise ValueError(f"ImageCodec: channel_mult needs >= 2 levels (f >= 2), got {list(channel_mult)}")
-        quantizer_kwargs = dict(quantizer_kwargs or {})
+        if isinstance(quantizer, Quantizer):
+            if quantizer_kwargs:
+                raise ValueError("ImageCodec: quantizer_kwargs go with a quantizer name, not a Quantizer instance")
+        else:
+            quantizer = build_quantizer(quantizer, **dict(quantizer_kwargs or {}))
+        qname, quantizer_kwargs = quantizer_preset(quantizer, "ImageCodec")
         self.config = {
             "in_channels": in_channels,
             "channels": channels,
@@ -78,12 +76,12 @@ class ImageCodec(Codec):
             "num_res_blocks": num_res_blocks,
             "attention": attention,
             "z_channels": z_channels,
-            "quantizer": quantizer,
+            "quantizer": qname,
             "quantizer_kwargs": quantizer_kwargs,
         }
         self.in_channels = in_channels
         self.factor = 2 ** (len(channel_mult) - 1)
-        self.quantizer: Quantizer = build_quantizer(quantizer, **quantizer_kwargs)
+        self.quantizer: Quantizer = quantizer
         dim = self.quantizer.dim
         self.encoder = ConvEncoder2d(in_channels, z_channels, channels, channel_mult, num_res_blocks, attention)
         self.quant_conv = nn.Conv2d(z_channels, dim, 1)

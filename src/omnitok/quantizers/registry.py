@@ -38,9 +38,12 @@ def quantizer_class(name: str) -> type[Quantizer]:
 
 
 def build_quantizer(name: str, **kwargs: Any) -> Quantizer:
-    """Instantiate quantizer ``name`` with constructor ``kwargs`` (a clear error for bad keywords)."""
+    """Instantiate quantizer ``name`` with constructor ``kwargs`` (a clear error for bad keywords). The instance
+    records both as ``preset`` = ``(name, kwargs)``, which a codec saves in its config.json to rebuild it."""
     cls = quantizer_class(name)
     try:
-        return cls(**kwargs)
+        q = cls(**kwargs)
     except TypeError as e:
         raise ValueError(f"quantizer {name!r} ({cls.__name__}): bad arguments {sorted(kwargs)}: {e}") from e
+    q.preset = (name, dict(kwargs))
+    return q

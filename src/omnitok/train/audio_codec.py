@@ -35,22 +35,12 @@ import torch
 from tqdm import tqdm
 
 from omnitok.codecs.audio import AudioCodec
+from omnitok.codecs.builder import build_audio_codec
 from omnitok.codecs.losses.spectral import ReconstructionLoss
 from omnitok.eval.audio_codec import synthetic_clips
 from omnitok.train.muon import codec_optimizer
 
 __all__ = ["build_audio_codec", "load_clips", "synthetic_clips", "train"]
-
-
-def build_audio_codec(cfg: dict[str, Any]) -> AudioCodec:
-    """Preset -> AudioCodec (the only place that reads the ``model`` and ``quantizer`` sections)."""
-    model = dict(cfg.get("model") or {})
-    q = dict(cfg.get("quantizer") or {})
-    q.pop("name", None)
-    for key in ("num_codebooks", "codebook_size", "quantizer_dropout"):
-        if key in q:
-            model[key] = q.pop(key)
-    return AudioCodec(**model, quantizer_kwargs=q)
 
 
 def load_clips(name: str, split: str, sample_rate: int, limit: int | None = None) -> list[np.ndarray]:
@@ -189,9 +179,9 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
         x = sampler.batch(bs).to(device, non_blocking=True)  # (B, 1, seg)
         with autocast():
             out = codec(x)
-        audio = out.audio.float()  # (B, 1, seg); the FFT losses in fp32
+        audio = out.recon.float()  # (B, 1, seg); the FFT losses in fp32
         loss, parts = recon(audio, x)
-        loss = loss + vq_weight * out.vq_loss.float()
+        loss = loss + vq_weight * out.loss.float()
         use_adv = disc is not None and step >= adv_start
         if use_adv:
             assert disc is not None and opt_d is not None
@@ -213,7 +203,7 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
             opt_d.step()
             parts["adv_d"] = d_loss.detach()
         if step % log_every == 0 or step == steps - 1:
-            last = {"step": step, "loss": float(loss.detach()), "vq": float(out.vq_loss.detach()), "grad_norm": float(gnorm),
+            last = {"step": step, "loss": float(loss.detach()), "vq": float(out.loss.detach()), "grad_norm": float(gnorm),
                     "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 1),
                     **{k: float(v) for k, v in parts.items()},
                     **{k: float(v) for k, v in out.metrics.items() if "/" not in k}}
