@@ -133,10 +133,6 @@ KNOWN: dict[str, tuple[tuple[str, ...], str]] = {
         "DiffusionPipeline.load opens a CLIP text tower of align/ and run_generate writes image files: loading "
         "folders and writing files are a recipe's job; the pipeline should be handed its text encoder",
     ),
-    "vocab/debug.py": (
-        ("omnitok.codecs.text",),
-        "the debug codecs belong in codecs/debug.py (DESIGN.md's layout), debug_vocabulary beside them or the tests",
-    ),
 }
 
 

@@ -8,7 +8,7 @@ import torch
 
 from omnitok._io import CheckpointError
 from omnitok.codecs.base import load_codec
-from omnitok.vocab.debug import DebugImageCodec
+from omnitok.codecs.debug import DebugImageCodec
 
 
 def test_damaged_codec_weights_are_refused(tmp_path):

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omnitok.codecs.base import CheckpointError, load_codec
+from omnitok.codecs.debug import debug_text_codec
 from omnitok.codecs.text import TextCodec
-from omnitok.vocab.debug import debug_text_codec
 
 CODEC = debug_text_codec()
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from omnitok.data.debug import debug_vocabulary
 from omnitok.data.mixture import TASK_IDS, MixtureLoader, mask_image_target, mask_schedule
 from omnitok.data.token_shards import TokenShardWriter
 from omnitok.data.tokenize import shard_meta
 from omnitok.vocab import TASKS, Document, Image, Text, Vocabulary
-from omnitok.vocab.debug import debug_vocabulary
 
 
 @functools.cache

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from omnitok.cli import main
+from omnitok.codecs.debug import DebugAudioCodec, DebugImageCodec, DebugVideoCodec, debug_text_codec
 from omnitok.data.shards import write_shard
 from omnitok.data.token_shards import TokenShards
 from omnitok.data.tokenize import CodeCache, build_document, codec_input_size, parse_codecs, pick_partner
 from omnitok.data.types import Example
 from omnitok.io.image import encode_png
 from omnitok.vocab import TASKS, Audio, Image, Text, Vocabulary
-from omnitok.vocab.debug import DebugAudioCodec, DebugImageCodec, DebugVideoCodec, debug_text_codec
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import omnitok.eval.generator as generator_module
+from omnitok.data.debug import debug_vocabulary
 from omnitok.data.shards import ShardWriter
 from omnitok.data.types import Example
 from omnitok.eval.generator import Generator
@@ -25,7 +26,6 @@ from omnitok.io.image import encode_png
 from omnitok.io.video import write_mp4
 from omnitok.model.config import ModelConfig
 from omnitok.model.transformer import Transformer
-from omnitok.vocab.debug import debug_vocabulary
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 

@@ -6,10 +6,10 @@ import functools
 
 import torch
 
+from omnitok.data.debug import debug_vocabulary
 from omnitok.model.config import ModelConfig
 from omnitok.model.transformer import Transformer
 from omnitok.vocab import Vocabulary
-from omnitok.vocab.debug import debug_vocabulary
 
 GRIDS = {"image": (3, 4), "video": (2, 2, 3), "audio": (5,), "text": None}
 

@@ -66,7 +66,7 @@ def test_guide_scale_one_is_conditional_bit_for_bit():
 
 @pytest.mark.parametrize("pattern,levels", [("flatten", 4), ("delay", 1), ("flatten", 1)])
 def test_until_end_audio_table_replays_and_stops_on_frames(pattern, levels):
-    from omnitok.vocab.debug import debug_vocabulary
+    from omnitok.data.debug import debug_vocabulary
 
     vocab = debug_vocabulary(audio_pattern=pattern, audio_levels=levels)
     T, n_q = 6, levels
@@ -98,7 +98,7 @@ def test_until_end_audio_table_replays_and_stops_on_frames(pattern, levels):
 
 
 def test_until_end_errors():
-    from omnitok.vocab.debug import debug_vocabulary
+    from omnitok.data.debug import debug_vocabulary
 
     with pytest.raises(ValueError, match="delay pattern"):
         step_table(debug_vocabulary(audio_pattern="delay", audio_levels=4), "audio", (5,), until_end=True)

@@ -118,7 +118,7 @@ def test_cuda_graph_decode_equals_eager():
 def test_until_end_audio_stops_where_the_model_ends_it():
     """Free-length audio: every sample decodes, ends on a whole frame, no later than the grid's T; a model that
     puts its mass on END_AUDIO stops at min_frames; cached == naive with greedy sampling."""
-    from omnitok.vocab.debug import debug_vocabulary
+    from omnitok.data.debug import debug_vocabulary
 
     vocab = debug_vocabulary(audio_pattern="flatten", audio_levels=2)
     model = make_model(vocab, seed=5, init_std=1.0)

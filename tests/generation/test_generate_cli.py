@@ -86,8 +86,8 @@ def test_cli_until_end_audio(tmp_path, capsys, cli_error):
     """--until-end: a one-codebook vocabulary gives speech of at most --grid frames; the delay pattern of four
     codebooks is refused with the reason."""
     pytest.importorskip("soundfile")
+    from omnitok.data.debug import debug_vocabulary
     from omnitok.io.audio import read_audio
-    from omnitok.vocab.debug import debug_vocabulary
 
     vocab = debug_vocabulary(audio_pattern="flatten", audio_levels=1)
     vocab.save(tmp_path / "vocab")

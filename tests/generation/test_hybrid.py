@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import torch
 
+from omnitok.data.debug import debug_vocabulary
 from omnitok.generation.hybrid import _left_pad, caption_ids, hybrid_document, sample_patches
 from omnitok.model.config import ModelConfig
 from omnitok.model.transfusion import TransfusionConfig, TransfusionModel
-from omnitok.vocab.debug import debug_vocabulary
 
 
 def _setup(seed: int = 0):

@@ -13,6 +13,7 @@ import torch
 from gen_helpers import make_model
 from gen_helpers import make_vocab as plain_vocab
 
+from omnitok.data.debug import debug_vocabulary
 from omnitok.data.token_shards import TokenShardWriter
 from omnitok.data.tokenize import shard_meta
 from omnitok.generation import generate, masked_counts, step_table
@@ -20,7 +21,6 @@ from omnitok.generation.masked import decode_masked
 from omnitok.generation.sampling import SamplingParams
 from omnitok.model.transformer import Transformer
 from omnitok.vocab import TASKS, Document, Image, Text, Vocabulary
-from omnitok.vocab.debug import debug_vocabulary
 from omnitok.vocab.errors import VocabularyError
 
 

@@ -7,9 +7,9 @@ import math
 import torch
 from gen_helpers import make_model
 
+from omnitok.data.debug import debug_vocabulary
 from omnitok.generation.generate import generate
 from omnitok.generation.transcript_cap import TEXT_IDS_PER_SECOND, TEXT_IDS_SLACK, transcript_cap
-from omnitok.vocab.debug import debug_vocabulary
 from omnitok.vocab.document import Audio, Text
 
 

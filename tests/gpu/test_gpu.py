@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from omnitok.data.debug import debug_vocabulary
 from omnitok.generation import generate
 from omnitok.model.config import ModelConfig
 from omnitok.model.config import load_preset as load_lm_preset
@@ -37,7 +38,6 @@ from omnitok.quantizers import (
     ResidualVQ,
     VectorQuantizer,
 )
-from omnitok.vocab.debug import debug_vocabulary
 
 pytestmark = pytest.mark.gpu
 

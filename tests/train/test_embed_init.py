@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from omnitok.codecs.builder import build_codec
+from omnitok.codecs.debug import debug_text_codec
 from omnitok.train.embed_init import code_latents, codebook_embedding_init
 from omnitok.vocab import Vocabulary
-from omnitok.vocab.debug import debug_text_codec
 
 
 def _image_codec(levels):

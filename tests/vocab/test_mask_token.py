@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
+from omnitok.data.debug import debug_vocabulary
 from omnitok.vocab import Document, Image, Text, Vocabulary
-from omnitok.vocab.debug import debug_vocabulary
 from omnitok.vocab.errors import VocabularyError
 from omnitok.vocab.special import SpecialTokens
 

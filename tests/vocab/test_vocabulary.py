@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from vocab_helpers import make_vocab, random_doc
 
+from omnitok.codecs.debug import DebugImageCodec, debug_text_codec
 from omnitok.vocab import (
     MODALITY_IDS,
     Audio,
@@ -23,7 +24,6 @@ from omnitok.vocab import (
     Vocabulary,
     VocabularyError,
 )
-from omnitok.vocab.debug import DebugImageCodec, debug_text_codec
 
 CONFIGS = [("delay", 1, 4), ("flatten", 2, 3), ("delay", 2, 1)]
 

@@ -7,8 +7,8 @@ import functools
 import numpy as np
 import torch
 
+from omnitok.data.debug import debug_vocabulary
 from omnitok.vocab import Audio, Document, Image, Text, Uncond, Video, Vocabulary
-from omnitok.vocab.debug import debug_vocabulary
 
 
 @functools.cache

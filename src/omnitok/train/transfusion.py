@@ -96,7 +96,7 @@ def _vocab(cfg: dict[str, Any], out: Path) -> Any:
         if cfg.get("vocab"):
             shutil.copytree(cfg["vocab"], own, dirs_exist_ok=True)
         else:
-            from omnitok.vocab.debug import debug_vocabulary
+            from omnitok.data.debug import debug_vocabulary
 
             debug_vocabulary().save(own)
     return Vocabulary.load(own)

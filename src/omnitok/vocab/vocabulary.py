@@ -40,12 +40,6 @@ from omnitok.vocab.special import MODALITIES, SpecialTokens
 __all__ = ["VOCAB_NAME", "CodecEntry", "Vocabulary", "codec_weights_hash"]
 
 
-def _import_codec_modules() -> None:
-    """Register the debug codecs of :mod:`omnitok.vocab.debug` with ``load_codec`` (the codecs of omnitok.codecs
-    register when that package is imported, as it is by ``import omnitok``)."""
-    import omnitok.vocab.debug  # noqa: F401 -- registers DebugImageCodec and its siblings on import
-
-
 class Vocabulary(IdLayout):
     """Special tokens + one id range per codec; ``encode(doc) -> ids`` and ``decode(ids) -> doc``.
 
@@ -91,8 +85,7 @@ class Vocabulary(IdLayout):
             if isinstance(c, Codec):
                 loaded[m] = c
             else:
-                _import_codec_modules()
-                loaded[m] = load_codec(c)
+                loaded[m] = load_codec(c)  # any codec class: importing omnitok registers them all
                 sources[m] = Path(c)
             if loaded[m].modality != m:
                 raise ValueError(f"codecs[{m!r}] is a {loaded[m].modality} codec ({type(loaded[m]).__name__})")
@@ -141,7 +134,6 @@ class Vocabulary(IdLayout):
         if not load_codecs and not codecs:
             return vocab
         given = dict(codecs or {})
-        _import_codec_modules()
         for m in entries:
             src = given.get(m)
             if src is None:

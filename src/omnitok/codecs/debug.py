@@ -1,7 +1,8 @@
 """Tiny deterministic codecs for tests and smoke runs (no training): random projections + nearest code.
 
 They implement the full :class:`~omnitok.codecs.base.Codec` interface with a few hundred parameters, so the
-vocabulary, token shards and the LM can be tested end to end before (or without) the real codecs.
+vocabulary, token shards and the LM can be tested end to end before (or without) the real codecs
+(:func:`debug_codecs`; a whole vocabulary over them: :func:`omnitok.data.debug.debug_vocabulary`).
 Quality is irrelevant; determinism (fixed ``seed``) is what matters.
 """
 
@@ -11,8 +12,16 @@ import torch
 from torch import Tensor
 
 from omnitok.codecs.base import Codec
+from omnitok.codecs.text import TextCodec
 
-__all__ = ["DebugAudioCodec", "DebugImageCodec", "DebugVideoCodec", "debug_text_codec", "debug_vocabulary"]
+__all__ = [
+    "DEBUG_CORPUS",
+    "DebugAudioCodec",
+    "DebugImageCodec",
+    "DebugVideoCodec",
+    "debug_codecs",
+    "debug_text_codec",
+]
 
 
 class _ProjectionQuantizer(torch.nn.Module):
@@ -45,10 +54,13 @@ class DebugImageCodec(Codec):
 
     modality = "image"
 
-    def __init__(self, patch: int = 4, codebook_size: int = 64, num_codebooks: int = 1, dim: int = 8,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, patch: int = 4, codebook_size: int = 64, num_codebooks: int = 1, dim: int = 8, seed: int = 0
+    ) -> None:
         super().__init__()
-        self.config = dict(patch=patch, codebook_size=codebook_size, num_codebooks=num_codebooks, dim=dim, seed=seed)
+        self.config = dict(
+            patch=patch, codebook_size=codebook_size, num_codebooks=num_codebooks, dim=dim, seed=seed
+        )
         self.patch = patch
         self.q = _ProjectionQuantizer(3 * patch * patch, dim, codebook_size, num_codebooks, seed)
 
@@ -85,13 +97,28 @@ class DebugVideoCodec(Codec):
 
     modality = "video"
 
-    def __init__(self, patch: int = 4, frames_per_code: int = 2, codebook_size: int = 64, num_codebooks: int = 1,
-                 dim: int = 8, seed: int = 0) -> None:
+    def __init__(
+        self,
+        patch: int = 4,
+        frames_per_code: int = 2,
+        codebook_size: int = 64,
+        num_codebooks: int = 1,
+        dim: int = 8,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
-        self.config = dict(patch=patch, frames_per_code=frames_per_code, codebook_size=codebook_size,
-                           num_codebooks=num_codebooks, dim=dim, seed=seed)
+        self.config = dict(
+            patch=patch,
+            frames_per_code=frames_per_code,
+            codebook_size=codebook_size,
+            num_codebooks=num_codebooks,
+            dim=dim,
+            seed=seed,
+        )
         self.patch, self.tp = patch, frames_per_code
-        self.q = _ProjectionQuantizer(3 * patch * patch * frames_per_code, dim, codebook_size, num_codebooks, seed)
+        self.q = _ProjectionQuantizer(
+            3 * patch * patch * frames_per_code, dim, codebook_size, num_codebooks, seed
+        )
 
     @property
     def codebook_size(self) -> int:
@@ -124,10 +151,13 @@ class DebugAudioCodec(Codec):
 
     modality = "audio"
 
-    def __init__(self, hop: int = 160, codebook_size: int = 32, num_codebooks: int = 4, dim: int = 8,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, hop: int = 160, codebook_size: int = 32, num_codebooks: int = 4, dim: int = 8, seed: int = 0
+    ) -> None:
         super().__init__()
-        self.config = dict(hop=hop, codebook_size=codebook_size, num_codebooks=num_codebooks, dim=dim, seed=seed)
+        self.config = dict(
+            hop=hop, codebook_size=codebook_size, num_codebooks=num_codebooks, dim=dim, seed=seed
+        )
         self.hop = hop
         self.q = _ProjectionQuantizer(hop, dim, codebook_size, num_codebooks, seed)
 
@@ -163,29 +193,16 @@ DEBUG_CORPUS: tuple[str, ...] = (
 )
 
 
-def debug_text_codec(vocab_size: int = 320):
+def debug_text_codec(vocab_size: int = 320) -> TextCodec:
     """A byte-level BPE trained in milliseconds on :data:`DEBUG_CORPUS` (needs ``tokenizers``)."""
-    from omnitok.codecs.text import TextCodec
-
     return TextCodec.train_bpe(list(DEBUG_CORPUS) * 10, vocab_size=vocab_size)
 
 
-def debug_vocabulary(audio_pattern: str = "delay", image_levels: int = 1, audio_levels: int = 4,
-                     max_height: int = 8, max_width: int = 8, max_frames: int = 4, with_mask: bool = False):
-    """A complete vocabulary over the debug codecs (text BPE, 4x4-patch image/video, 80-sample audio frames);
-    ``with_mask`` adds ``<|mask|>``."""
-    from omnitok.vocab.vocabulary import Vocabulary
-
-    return Vocabulary.build(
-        {
-            "text": debug_text_codec(),
-            "image": DebugImageCodec(patch=4, codebook_size=64, num_codebooks=image_levels),
-            "audio": DebugAudioCodec(hop=80, codebook_size=32, num_codebooks=audio_levels),
-            "video": DebugVideoCodec(patch=4, frames_per_code=2, codebook_size=48),
-        },
-        audio_pattern=audio_pattern,
-        max_height=max_height,
-        max_width=max_width,
-        max_frames=max_frames,
-        with_mask=with_mask,
-    )
+def debug_codecs(image_levels: int = 1, audio_levels: int = 4) -> dict[str, Codec]:
+    """One debug codec per modality: text BPE, 4x4-patch image and video (2 frames a code), 80-sample audio frames."""
+    return {
+        "text": debug_text_codec(),
+        "image": DebugImageCodec(patch=4, codebook_size=64, num_codebooks=image_levels),
+        "audio": DebugAudioCodec(hop=80, codebook_size=32, num_codebooks=audio_levels),
+        "video": DebugVideoCodec(patch=4, frames_per_code=2, codebook_size=48),
+    }
