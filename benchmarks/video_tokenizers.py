@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--video", action="append", default=[], help="3-D video codec folder(s)")
-    ap.add_argument("--image", default=None, help="image codec folder to apply per frame / on the first frame")
+    ap.add_argument("--image", action="append", default=[],
+                    help="image codec folder(s) (or a video codec folder holding one) to apply per frame / on the "
+                         "first frame")
     ap.add_argument("--trained", action="append", default=[], help="further video codec folders")
     ap.add_argument("--data", default="video")
     ap.add_argument("--split", default="test")
@@ -38,24 +40,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--where", default="digits", help="clip kind (digits or emoji)")
     ap.add_argument("--out", default="benchmarks/results/video_tokenizers.json")
+    ap.add_argument("--grids", default="runs/video/tokenizers", help="folder for each row's reconstruction grid")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
     rows: list[tuple[str, object, dict]] = []
     for path in args.video + args.trained:
         rows.append((str(path), load_codec(path), {}))
-    if args.image:
-        img = load_codec(args.image)
-        rows.append((f"{args.image} per frame", FrameCodec.from_image_codec(img), {}))
-        rows.append((f"{args.image} first frame + global motion", GlobalMotionCodec.from_image_codec(img), {}))
+    for path in args.image:
+        img = load_codec(path)
+        img = getattr(img, "image", img)  # a GlobalMotionCodec / FrameCodec folder: its image codec
+        rows.append((f"{path} per frame", FrameCodec.from_image_codec(img), {}))
+        rows.append((f"{path} first frame + global motion", GlobalMotionCodec.from_image_codec(img), {}))
     results = []
     out = Path(args.out)
     for name, codec, _ in rows:
         codec.train_config = {"data": {"name": args.data, "size": args.size, "frames": args.frames,
                                        "where": {"kind": args.where}}}
         t0 = time.perf_counter()
-        r = evaluate(codec, args.data, args.split, out.parent / "video_tokenizers" / Path(name).name.replace(" ", "_"),
-                     args.limit, size=args.size, frames=args.frames)
+        folder = Path(args.grids) / f"row{len(results)}"
+        r = evaluate(codec, args.data, args.split, folder, args.limit, size=args.size, frames=args.frames)
         r["name"], r["seconds"] = name, round(time.perf_counter() - t0, 1)
         results.append(r)
         j = r.get("judges", {}).get("reconstructed", {})

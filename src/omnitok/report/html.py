@@ -23,6 +23,10 @@ TARGETS: list[tuple[str, str, str, float, str]] = [
     ("i2t", "accuracy", ">=", 0.95, "image -> text digit accuracy >= 95%"),
     ("t2s", "wer", "<=", 0.15, "text -> speech WER <= 15%"),
     ("s2t", "wer", "<=", 0.10, "speech -> text WER <= 10%"),
+    ("t2v", "frame_accuracy", ">=", 0.90, "text -> video digit accuracy per frame >= 90% (issue 23)"),
+    ("t2v", "direction_accuracy", ">=", 0.90, "text -> video direction of motion >= 90% (issue 23)"),
+    ("v2t", "digit_accuracy", ">=", 0.90, "video -> text digit accuracy >= 90% (issue 23)"),
+    ("v2t", "direction_accuracy", ">=", 0.90, "video -> text direction accuracy >= 90% (issue 23)"),
 ]
 
 CSS = """
@@ -156,12 +160,27 @@ def _section_t2v(t: dict[str, Any], out: Path) -> str:
         return parts[0] + f"<p>error: {_e(t['error'])}</p>"
     parts.append(f"<p>Judge CNN accuracy on every frame <b>{_pct(t.get('frame_accuracy'))}</b> ({t.get('frames')} "
                  f"frames); direction of motion right <b>{_pct(t.get('direction_accuracy'))}</b> of {t.get('n')} "
-                 f"(the same centroid judge on the real clips: {_pct(t.get('real_direction_accuracy'))}).</p>")
+                 f"(the same judges on the real clips: frames {_pct(t.get('real_frame_accuracy'))}, direction "
+                 f"{_pct(t.get('real_direction_accuracy'))}).</p>")
     for s in t.get("samples", []):
         r = _rel(s.get("file"), out)
         vid = f'<video src="{_e(r)}" autoplay loop muted playsinline></video>' if r else ""
         parts.append(f'<div class="card">{vid}<br>{_e(s["prompt"])}<br>moves: {_e(s["direction"])}; '
                      f'frames read as {_e(s["frame_digits"])}</div>')
+    return "\n".join(parts)
+
+
+def _section_v2t(t: dict[str, Any], out: Path) -> str:
+    parts = ["<h2>Video → text</h2>"]
+    if "error" in t:
+        return parts[0] + f"<p>error: {_e(t['error'])}</p>"
+    parts.append(f"<p>Held-out clips of one moving digit; the caption names the digit in "
+                 f"<b>{_pct(t.get('digit_accuracy'))}</b> and the direction in <b>{_pct(t.get('direction_accuracy'))}"
+                 f"</b> of {t.get('n')} (both: {_pct(t.get('both_accuracy'))}).</p>")
+    for s in t.get("samples", []):
+        r = _rel(s.get("file"), out)
+        vid = f'<video src="{_e(r)}" autoplay loop muted playsinline></video>' if r else ""
+        parts.append(f'<div class="card">{vid}<br>true: {_e(s["caption"])}<br>model: “{_e(s["generated"])}”</div>')
     return "\n".join(parts)
 
 
@@ -243,6 +262,8 @@ def write_report(out: str | os.PathLike, timings: dict[str, Any] | None = None,
         body.append(_section_s2t(tasks["s2t"], out))
     if "t2v" in tasks:
         body.append(_section_t2v(tasks["t2v"], out))
+    if "v2t" in tasks:
+        body.append(_section_v2t(tasks["v2t"], out))
     if "i2s" in tasks or "s2i" in tasks:
         body.append(_section_cross(tasks.get("i2s"), tasks.get("s2i"), out))
     if "text" in tasks:
