@@ -97,3 +97,22 @@ def test_mp4_round_trip(tmp_path):
     assert main(["decode", str(tmp_path / "clip.codes.safetensors"), "--codec", str(folder)]) == 0
     assert read_mp4((tmp_path / "clip.mp4").read_bytes()).shape == (6, 8, 8, 3)  # source untouched
     assert read_mp4((tmp_path / "clip.decoded.mp4").read_bytes()).shape == (5, 8, 8, 3)
+
+
+def test_mp4_round_trip_global_motion(tmp_path):
+    """--trim keeps the most frames a GlobalMotionCodec takes (1 + k * w: 7 of 8 frames at a 2 x 2 code grid)."""
+    from omnitok.codecs.global_motion import GlobalMotionCodec
+    from omnitok.io.video import read_mp4, write_mp4
+
+    torch.manual_seed(0)
+    folder = tmp_path / "gm"
+    GlobalMotionCodec({"channels": 4, "channel_mult": [1, 2, 2], "z_channels": 4, "quantizer": "fsq",
+                       "quantizer_kwargs": {"levels": [4, 4]}}).save_pretrained(folder)
+    frames = np.random.default_rng(0).integers(0, 255, (8, 8, 8, 3), dtype=np.uint8)
+    (tmp_path / "clip.mp4").write_bytes(write_mp4(frames, 8))
+    assert main(["encode", str(tmp_path / "clip.mp4"), "--codec", str(folder)]) == 1  # 8 != 1 + 2k
+    assert main(["encode", str(tmp_path / "clip.mp4"), "--codec", str(folder), "--trim"]) == 0
+    codes, meta = read_codes(tmp_path / "clip.codes.safetensors")
+    assert codes.shape == (1, 2 + 3, 2, 1) and meta["modality"] == "video"
+    assert main(["decode", str(tmp_path / "clip.codes.safetensors"), "--codec", str(folder)]) == 0
+    assert read_mp4((tmp_path / "clip.decoded.mp4").read_bytes()).shape == (7, 8, 8, 3)

@@ -15,7 +15,7 @@ made by other weights (a different hash) unless ``--force``.
 Images (.png .jpg .jpeg .webp .bmp .gif): greyscale replicated to RGB, alpha composited on white (see
 :mod:`omnitok.io.image`); a size not divisible by the codec's f is an error unless ``--crop``
 (centre crop to the largest multiple of f). Video (.mp4): T must be 1 + k * temporal_stride unless
-``--trim`` (drop trailing frames). Audio (.wav .flac): handled by :class:`omnitok.codecs.audio.AudioCodec`.
+``--trim`` (drop trailing frames to the most the codec takes). Audio (.wav .flac): handled by :class:`omnitok.codecs.audio.AudioCodec`.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def encode_file(codec: Codec, path: str | Path, out: str | Path, crop: bool = Fa
     elif ext in IMAGE_EXTS:
         if codec.modality != "image":
             raise ValueError(f"{path}: an image file needs an image codec, got a {codec.modality} codec")
-        x = load_image(path, codec.config["in_channels"])  # (C, H, W)
+        x = load_image(path, codec.in_channels)  # (C, H, W)
         if crop:
             x = _centre_crop(x, codec.factor)
         try:
@@ -80,12 +80,14 @@ def encode_file(codec: Codec, path: str | Path, out: str | Path, crop: bool = Fa
     elif ext in VIDEO_EXTS:
         if codec.modality != "video":
             raise ValueError(f"{path}: a video file needs a video codec, got a {codec.modality} codec")
-        x, fps = load_video(path, codec.config["in_channels"])  # (C, T, H, W)
-        if trim:
-            s = codec.temporal_stride
-            x = x[:, : 1 + (x.shape[1] - 1) // s * s]
+        x, fps = load_video(path, codec.in_channels)  # (C, T, H, W)
         if crop:
             x = _centre_crop(x, codec.factor)
+        if trim:  # the most frames the codec takes (VideoCodec: 1 + k * stride; GlobalMotionCodec: 1 + k * w)
+            t = x.shape[1]
+            while t > 1 and not _takes(codec, (x.shape[0], t, *x.shape[2:])):
+                t -= 1
+            x = x[:, :t]
         try:
             codec.code_grid(tuple(x.shape))
         except ValueError as e:
@@ -98,6 +100,14 @@ def encode_file(codec: Codec, path: str | Path, out: str | Path, crop: bool = Fa
         )
     write_codes(out, codes, meta)
     return out
+
+
+def _takes(codec: Codec, shape: tuple[int, ...]) -> bool:
+    try:
+        codec.code_grid(shape)
+    except ValueError:
+        return False
+    return True
 
 
 def decode_file(codec: Codec, path: str | Path, out: str | Path, force: bool = False) -> Path:
