@@ -39,8 +39,8 @@ from omnitok.data.sources import speech
 from omnitok.data.splits import split_of
 from omnitok.eval.asr import PocketSphinx
 from omnitok.eval.wer import corpus_wer, normalize_text
-from omnitok.generation.commands import load_model
 from omnitok.generation.generate import generate
+from omnitok.generation.loading import load_model
 from omnitok.vocab.document import Audio
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,8 +10,8 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["CheckpointError", "fsync_dir", "fsync_replace", "load_safetensors", "read_json", "sha256_file",
-           "write_json_atomic"]
+__all__ = ["CheckpointError", "fsync_dir", "fsync_replace", "latest_checkpoint", "load_safetensors", "read_json",
+           "sha256_file", "write_json_atomic"]
 
 
 class CheckpointError(ValueError):
@@ -83,3 +83,22 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from e
+
+
+def latest_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
+    """The newest complete checkpoint folder under ``<out_dir>/checkpoints`` (or ``out_dir`` itself): the one
+    ``checkpoints/latest.json`` names, else the last ``step_*`` folder; None when there is none."""
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").is_file() and (out_dir / "optimizer.safetensors").is_file():
+        return out_dir
+    root = out_dir / "checkpoints"
+    latest = root / "latest.json"
+    if latest.is_file():
+        try:
+            path = root / json.loads(latest.read_text())["path"]
+            if path.is_dir():
+                return path
+        except (json.JSONDecodeError, KeyError):
+            pass
+    done = sorted(p for p in root.glob("step_*") if p.is_dir()) if root.is_dir() else []
+    return done[-1] if done else None

@@ -33,7 +33,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("encode",), "omnitok.codecs.files", "encode image / video / audio files into code files"),
     (("decode",), "omnitok.codecs.files", "decode code files back into image / video / audio files"),
     (("tokenize",), "omnitok.data.tokenize", "tokenise a dataset into memory-mapped token shards"),
-    (("generate",), "omnitok.generation.commands", "generate any modality from a prompt"),
+    (("generate",), "omnitok.recipes.generate", "generate any modality from a prompt"),
     (("export", "hf"), "omnitok.train.export_hf", "export the LM as a Hugging Face folder"),
     (("serve",), "omnitok.serve.commands", "serve the model: an OpenAI-compatible HTTP API and a web page"),
     (("quickstart",), "omnitok.quickstart", "build data, train codecs and the model, evaluate, write a report"),

@@ -22,7 +22,7 @@ __all__ = ["add_arguments", "describe", "run"]
 def _model(path: Path) -> list[str]:
     if json.loads((path / "config.json").read_text()).get("model_class") == "DiffusionModel":
         return _diffusion(path)
-    from omnitok.generation.commands import find_vocab
+    from omnitok.generation.loading import find_vocab
     from omnitok.model.transformer import Transformer
 
     model = Transformer.from_pretrained(path)  # verifies the checksum, shapes and dtypes

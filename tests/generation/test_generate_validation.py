@@ -115,7 +115,7 @@ def test_check_grid_never_fails_otherwise(mv, produce, grid):
 @settings(max_examples=150, deadline=None)
 @given(text=st.text(alphabet="0123456789xX ab-.", max_size=12), produce=st.sampled_from(["image", "video", "audio"]))
 def test_parse_grid_never_fails_otherwise(text, produce):
-    from omnitok.generation.commands import parse_grid
+    from omnitok.recipes.generate import parse_grid
 
     try:
         out = parse_grid(text, produce)

@@ -24,7 +24,7 @@ from omnitok.eval.judges.shared import Judges
 from omnitok.eval.samples import SampleSaver
 from omnitok.eval.settings import SAMPLED, SAMPLING_KEYS, EvalSettings
 from omnitok.eval.tasks import TASKS, EvalContext
-from omnitok.generation.commands import load_model
+from omnitok.generation.loading import load_model
 
 __all__ = ["check_settings", "evaluate_model", "load_model_and_vocab", "parse_sampling", "settings_for",
            "summary_rows", "write_result"]

@@ -17,7 +17,6 @@ arXiv 2112.10752, sec. 3). A training checkpoint finds both folders in its run f
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -33,7 +32,7 @@ from omnitok.diffusion.model import DiffusionModel
 from omnitok.diffusion.text import EmbeddingConditioner, pad_ids
 from omnitok.generation.cfg import guide
 
-__all__ = ["DiffusionPipeline", "find_diffusion_folder", "image_grid", "run_generate", "sample"]
+__all__ = ["DiffusionPipeline", "find_diffusion_folder", "image_grid", "sample"]
 
 
 @torch.no_grad()
@@ -175,33 +174,3 @@ class DiffusionPipeline:
         return torch.cat(out), {"seconds": seconds, "seconds_per_image": seconds / max(n, 1), "images": n,
                                 "steps": steps, "sampler": sampler, "cfg_scale": cfg_scale,
                                 "forwards": steps * math.ceil(n / batch_size)}
-
-
-def run_generate(args: argparse.Namespace) -> int:
-    """``omnitok generate PROMPT --to image --method diffusion --steps N --sampler ddim --cfg S --ckpt DIR``."""
-    if args.produce != "image":
-        raise ValueError(f"--method diffusion generates images only (--to image), got --to {args.produce}")
-    if not args.prompt:
-        raise ValueError("--method diffusion needs a text prompt")
-    if args.source:
-        raise ValueError("--method diffusion takes a text prompt only, not --from files")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \
-        ("cpu" if args.device == "auto" else args.device)
-    pipe = DiffusionPipeline.load(args.ckpt, device=device)
-    steps = int(args.steps or 20)
-    cfg = 3.0 if args.cfg_scale is None else float(args.cfg_scale)
-    images, stats = pipe([args.prompt] * args.num_samples, sampler=args.sampler, steps=steps, cfg_scale=cfg,
-                         eta=float(args.eta), seed=0 if args.seed is None else int(args.seed),
-                         progress=not args.no_stream)
-    from omnitok.io.image import save_image
-
-    out = Path(args.out) if args.out else Path("out.png")
-    for r, img in enumerate(images):
-        path = out if len(images) == 1 else out.with_name(f"{out.stem}_{r}{out.suffix}")
-        save_image(img, path)
-        print(f"wrote {path}", file=sys.stderr)
-    print(f"{len(images)} image(s) by {args.sampler} in {steps} steps (cfg {cfg:g}): {stats['seconds']:.2f} s, "
-          f"{stats['seconds_per_image']:.3f} s per image", file=sys.stderr)
-    return 0

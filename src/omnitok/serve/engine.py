@@ -79,7 +79,7 @@ class ServedModel:
 def load_served_model(ckpt: str, vocab: str | None, device: str = "auto", name: str | None = None) -> ServedModel:
     """Load the model and vocabulary once, as ``omnitok generate`` does (same folder rules, same checks)."""
     from omnitok.data.tokenize import codec_preset_data
-    from omnitok.generation.commands import load_model
+    from omnitok.generation.loading import load_model
 
     model, voc, path, vocab_dir = load_model(ckpt, vocab, device)
     model.eval()

@@ -28,7 +28,15 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from omnitok._io import CheckpointError, fsync_dir, fsync_replace, load_safetensors, read_json, sha256_file
+from omnitok._io import (
+    CheckpointError,
+    fsync_dir,
+    fsync_replace,
+    latest_checkpoint,
+    load_safetensors,
+    read_json,
+    sha256_file,
+)
 
 __all__ = ["CHECKPOINT_FILES", "latest_checkpoint", "load_checkpoint", "rng_state", "save_checkpoint",
            "set_rng_state"]
@@ -145,24 +153,6 @@ def save_checkpoint(out_dir: str | os.PathLike[str], step: int, model: nn.Module
     for old in done[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def latest_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
-    """The newest complete checkpoint folder under ``<out_dir>/checkpoints`` (or ``out_dir`` itself)."""
-    out_dir = Path(out_dir)
-    if (out_dir / "config.json").is_file() and (out_dir / "optimizer.safetensors").is_file():
-        return out_dir
-    root = out_dir / "checkpoints"
-    latest = root / "latest.json"
-    if latest.is_file():
-        try:
-            path = root / json.loads(latest.read_text())["path"]
-            if path.is_dir():
-                return path
-        except (json.JSONDecodeError, KeyError):
-            pass
-    done = sorted(p for p in root.glob("step_*") if p.is_dir()) if root.is_dir() else []
-    return done[-1] if done else None
 
 
 def load_checkpoint(path: str | os.PathLike[str], verify: bool = True) -> dict[str, Any]:

@@ -11,22 +11,27 @@
 Text is printed as it is generated; an image is previewed row by row (each completed row is decoded and the
 partial image written to ``--preview``, by default the ``--out`` file itself, which the final image replaces).
 
-The vocabulary folder comes from ``--vocab``, else from the checkpoint: a ``vocab.json`` in the model folder,
-a ``vocab/`` folder beside it, or a ``vocab_dir`` entry in its ``config.json``. (The LM trainer does not
-record the vocabulary folder yet; its token shards record the vocabulary *hash*, which is checked here when
-the checkpoint's ``config.json`` carries one.)
+The model and its vocabulary load as :mod:`omnitok.generation.loading` says (``--vocab``, else the folder the
+checkpoint records or finds beside it; the vocabulary hash is checked when the checkpoint records one).
+``--method diffusion`` runs a diffusion model folder (:class:`omnitok.generation.diffusion.DiffusionPipeline`),
+``--method hybrid`` a Transfusion folder (:mod:`omnitok.generation.hybrid`). This is a recipe: it reads and
+writes media files and sees every layer.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
+from omnitok.codecs.base import select_device
+from omnitok.data.tokenize import codec_input_size
+from omnitok.generation.constraints import step_table
+from omnitok.generation.diffusion import DiffusionPipeline
 from omnitok.generation.generate import (
     MODALITY_DEFAULTS,
     check_grid,
@@ -34,9 +39,14 @@ from omnitok.generation.generate import (
     generate,
     recorded_defaults,
 )
+from omnitok.generation.hybrid import HybridPipeline
+from omnitok.generation.loading import find_vocab, load_model
+from omnitok.io.audio import encode_audio, read_audio
+from omnitok.io.image import load_image, resize_tensor, save_image
+from omnitok.io.video import load_video, save_video
 from omnitok.vocab.document import Audio, Image, Segment, Text, Video
 
-__all__ = ["add_arguments", "find_vocab", "load_media", "load_model", "run", "save_output"]
+__all__ = ["add_arguments", "find_vocab", "load_media", "load_model", "parse_grid", "run", "save_output"]
 
 MEDIA = {".png": "image", ".jpg": "image", ".jpeg": "image", ".webp": "image", ".wav": "audio", ".flac": "audio",
          ".ogg": "audio", ".mp4": "video"}
@@ -92,53 +102,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads for torch (0 = torch's default; 1 is much faster on a busy machine)")
 
 
-def find_vocab(ckpt: Path, vocab: str | None) -> Path:
-    """The vocabulary folder for a model folder (see the module docstring)."""
-    if vocab:
-        return Path(vocab)
-    cands = [ckpt, ckpt.parent / "vocab", ckpt.parent.parent / "vocab", ckpt / "vocab"]
-    rec = _recorded(ckpt, "vocab_dir")
-    if rec:
-        cands.insert(0, Path(rec))
-    for c in cands:
-        if (c / "vocab.json").is_file():
-            return c
-    raise ValueError(f"--vocab: {ckpt} records no vocabulary folder (looked for vocab.json in "
-                     f"{', '.join(str(c) for c in cands)}); pass --vocab DIR")
-
-
-def _recorded(ckpt: Path, key: str) -> str | None:
-    """``key`` from the folder's config.json: top level, ``train``, ``extra`` or ``model.extra``."""
-    path = ckpt / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        cfg = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-    model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
-    for place in (cfg, cfg.get("train") or {}, cfg.get("extra") or {}, model.get("extra") or {}):
-        if isinstance(place, dict) and place.get(key):
-            return str(place[key])
-    return None
-
-
-def _resolve_ckpt(ckpt: str) -> Path:
-    """A model folder, a training checkpoint folder, or a run folder (its ``final/``, else the latest checkpoint)."""
-    from omnitok.train.checkpoint import latest_checkpoint  # the CLI layer may see train/
-
-    path = Path(ckpt)
-    if (path / "model.safetensors").is_file():
-        return path
-    if (path / "final" / "model.safetensors").is_file():
-        return path / "final"
-    latest = latest_checkpoint(path) if path.is_dir() else None
-    if latest is None:
-        raise ValueError(f"--ckpt {ckpt}: expected a model folder (config.json + model.safetensors), a training "
-                         "checkpoint folder, or a run folder with final/ or checkpoints/")
-    return latest
-
-
 #: an image side above which ``--from`` refuses a picture when the codec records no input size of its own
 #: (a codec's attention over a 4000 x 4000 input would ask for terabytes)
 MAX_UNSIZED_SIDE = 512
@@ -160,13 +123,9 @@ def load_media(path: str, vocab, image_size: int | None = None) -> Segment:
         raise ValueError(f"--from {path}: the vocabulary has no {kind} codec loaded")
     cfg = getattr(codec, "config", {}) or {}
     if kind == "image":
-        from omnitok.io.image import load_image
-
         x = load_image(p, int(cfg.get("in_channels", 3)))  # (C, H, W)
         H, W = x.shape[-2:]
         if image_size and (image_size, image_size) != (H, W):
-            from omnitok.io.image import resize_tensor
-
             print(f"note: --from {path}: {W} x {H} pixels resized to the {image_size} x {image_size} the image "
                   "codec was trained on", file=sys.stderr)
             x = resize_tensor(x, image_size)
@@ -177,12 +136,8 @@ def load_media(path: str, vocab, image_size: int | None = None) -> Segment:
     if kind == "audio":
         if hasattr(codec, "load_audio"):
             return Audio(data=codec.load_audio(p)[0])  # (1, T)
-        from omnitok.io.audio import read_audio
-
         x, _ = read_audio(str(p), target_sr=int(getattr(codec, "sample_rate", 16000)), name=str(p))
         return Audio(data=torch.from_numpy(x)[None])
-    from omnitok.io.video import load_video
-
     x, _ = load_video(p, int(cfg.get("in_channels", 3)))  # (C, T, H, W)
     return Video(data=x)  # (C, T, H, W): every video codec's layout
 
@@ -196,18 +151,12 @@ def save_output(seg: Segment, path: Path, vocab) -> None:
     if seg.data is None:
         raise ValueError(f"cannot write {path}: the {seg.modality} codec is not loaded, only codes were generated")
     if isinstance(seg, Image):
-        from omnitok.io.image import save_image
-
         save_image(seg.data, path)
     elif isinstance(seg, Audio):
-        from omnitok.io.audio import encode_audio
-
         sr = int(getattr(vocab.codecs["audio"], "sample_rate", 16000))
         fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
         path.write_bytes(encode_audio(seg.data.reshape(-1).float().numpy(), sr, format=fmt, name=str(path)))
     elif isinstance(seg, Video):
-        from omnitok.io.video import save_video
-
         save_video(seg.data, path)  # (C, T, H, W)
 
 
@@ -222,10 +171,6 @@ class _Streamer:
         self.finished = False
         self.bar = None
         if produce in ("audio", "video"):  # no partial output to show: a progress bar instead
-            from tqdm import tqdm
-
-            from omnitok.generation.constraints import step_table
-
             self.bar = tqdm(total=step_table(vocab, produce, grid).num_steps, desc=f"generate {produce}",
                             unit="tok", file=sys.stderr, dynamic_ncols=True)
 
@@ -277,16 +222,8 @@ class _Streamer:
                 img = codec.decode(grid[None].to(dev))[0].cpu()  # (3, rows*f, W)
         except Exception:  # a codec that cannot decode a partial grid simply gets no preview
             return
-        from omnitok.io.image import save_image
-
         save_image(img, self.preview)
         print(f"\rpreview: {rows}/{h} rows -> {self.preview}", end="", file=sys.stderr, flush=True)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def parse_grid(text: str, produce: str) -> tuple[int, ...]:
@@ -299,39 +236,14 @@ def parse_grid(text: str, produce: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def load_model(ckpt: str, vocab: str | None, device: str = "auto") -> tuple[Any, Any, Path, Path]:
-    """(model, vocabulary, model folder, vocabulary folder) for ``--ckpt`` / ``--vocab``, checked against each
-    other (``omnitok generate`` and ``omnitok serve`` load the same way)."""
-    from omnitok.model.transformer import Transformer
-    from omnitok.vocab.vocabulary import Vocabulary
-
-    dev = _device(device)
-    path = _resolve_ckpt(ckpt)
-    vocab_dir = find_vocab(path, vocab)
-    voc = Vocabulary.load(vocab_dir, map_location=str(dev))
-    model = Transformer.from_pretrained(path, map_location=dev)
-    recorded = _recorded(path, "vocab_hash")
-    if recorded and recorded != voc.hash:
-        raise ValueError(f"--vocab {vocab_dir}: hash {voc.hash[:12]} differs from the {recorded[:12]} the model "
-                         f"in {path} was trained with")
-    if model.config.vocab_size < voc.size:
-        raise ValueError(f"--vocab {vocab_dir}: {voc.size} ids, but the model in {path} has only "
-                         f"{model.config.vocab_size}")
-    return model, voc, path, vocab_dir
-
-
 def run(args: argparse.Namespace) -> int:
     if args.method == "diffusion":  # a diffusion model folder, not a token model: its own loader and loop
-        from omnitok.generation.diffusion import run_generate
-
-        return run_generate(args)
+        return _run_diffusion(args)
     if args.method == "hybrid":  # a Transfusion model folder: denoised image patches / captions of an image
         return _run_hybrid(args)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     model, vocab, _, vocab_dir = load_model(args.ckpt, args.vocab, args.device)
-    from omnitok.data.tokenize import codec_input_size
-
     image_size = codec_input_size(vocab_dir, {}, "image") if args.source else None
     segments: list[Segment] = [load_media(s, vocab, image_size) for s in args.source]
     if args.prompt:
@@ -391,10 +303,7 @@ def _run_hybrid(args: argparse.Namespace) -> int:
     ``omnitok generate --from digit.png --to text --method hybrid --ckpt DIR``."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \
-        ("cpu" if args.device == "auto" else args.device)
-    from omnitok.generation.hybrid import HybridPipeline
-
+    device = str(select_device(args.device))
     pipe = HybridPipeline.load(args.ckpt, device=device)
     if args.produce == "image":
         if not args.prompt or args.source:
@@ -404,8 +313,6 @@ def _run_hybrid(args: argparse.Namespace) -> int:
         images, stats = pipe.text_to_image([args.prompt] * args.num_samples, steps=steps, sampler=args.sampler,
                                            cfg_scale=cfg, eta=float(args.eta),
                                            seed=0 if args.seed is None else int(args.seed), progress=not args.no_stream)
-        from omnitok.io.image import save_image
-
         out = Path(args.out) if args.out else Path("out.png")
         for r, img in enumerate(images):
             path = out if len(images) == 1 else out.with_name(f"{out.stem}_{r}{out.suffix}")
@@ -417,8 +324,6 @@ def _run_hybrid(args: argparse.Namespace) -> int:
     if args.produce == "text":
         if len(args.source) != 1 or args.prompt:
             raise ValueError("--method hybrid --to text takes one image: --from FILE.png (and no text prompt)")
-        from omnitok.io.image import load_image, resize_tensor
-
         size = pipe.image_side()
         img = load_image(args.source[0])  # (3, H, W) in [-1, 1]
         img = resize_tensor(img, size) if tuple(img.shape[-2:]) != (size, size) else img
@@ -431,3 +336,29 @@ def _run_hybrid(args: argparse.Namespace) -> int:
         return 0
     raise ValueError(f"--method hybrid generates images (--to image) or text from an image (--to text), got --to "
                      f"{args.produce}")
+
+
+def _run_diffusion(args: argparse.Namespace) -> int:
+    """``omnitok generate PROMPT --to image --method diffusion --steps N --sampler ddim --cfg S --ckpt DIR``."""
+    if args.produce != "image":
+        raise ValueError(f"--method diffusion generates images only (--to image), got --to {args.produce}")
+    if not args.prompt:
+        raise ValueError("--method diffusion needs a text prompt")
+    if args.source:
+        raise ValueError("--method diffusion takes a text prompt only, not --from files")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    pipe = DiffusionPipeline.load(args.ckpt, device=str(select_device(args.device)))
+    steps = int(args.steps or 20)
+    cfg = 3.0 if args.cfg_scale is None else float(args.cfg_scale)
+    images, stats = pipe([args.prompt] * args.num_samples, sampler=args.sampler, steps=steps, cfg_scale=cfg,
+                         eta=float(args.eta), seed=0 if args.seed is None else int(args.seed),
+                         progress=not args.no_stream)
+    out = Path(args.out) if args.out else Path("out.png")
+    for r, img in enumerate(images):
+        path = out if len(images) == 1 else out.with_name(f"{out.stem}_{r}{out.suffix}")
+        save_image(img, path)
+        print(f"wrote {path}", file=sys.stderr)
+    print(f"{len(images)} image(s) by {args.sampler} in {steps} steps (cfg {cfg:g}): {stats['seconds']:.2f} s, "
+          f"{stats['seconds_per_image']:.3f} s per image", file=sys.stderr)
+    return 0
