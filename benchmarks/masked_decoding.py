@@ -20,7 +20,7 @@ process, on the same weights:
 
 Seconds per image: the median over batches of (batch wall time / batch size), pixel decoding excluded (it is
 the same for all); every decoder runs at each batch size of ``--batches`` (prompts per call; CFG doubles the
-rows). ``--dtype bfloat16`` runs every decoder, Hugging Face's included, on the same weights in bfloat16 (on a
+rows), the decoders taking turns call by call (a change of the machine's load hits all of them alike). ``--dtype bfloat16`` runs every decoder, Hugging Face's included, on the same weights in bfloat16 (on a
 CPU with AMX / AVX512-BF16 the masked forward's large matmuls run faster; the one-id steps do not).
 FID (``omnitok.eval.fid``, Inception features) of each decoder's images against ``--fid-real`` held-out test
 digits (balanced over the labels), for the run at ``--fid-batch`` prompts per call (0 = no FID).
@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from omnitok.generation import generate
 from omnitok.generation.cfg import guide
@@ -56,9 +57,10 @@ WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 
 
 def run_ours(model, vocab, prompts, grid, method: str, steps: int | None, kw: dict[str, Any], seed: int,
-             batch: int) -> dict[str, Any]:
+             batch: int, starts: list[int]) -> dict[str, Any]:
+    """The calls of ``batch`` prompts starting at each of ``starts``."""
     images, per_image, forwards = [], [], []
-    for i in range(0, len(prompts), batch):
+    for i in starts:
         chunk = prompts[i : i + batch]
         t0 = time.perf_counter()
         out = generate(model, vocab, [[Text(p)] for p in chunk], "image", grid=grid, method=method, steps=steps,
@@ -89,13 +91,14 @@ class HFGuidance:
         return out
 
 
-def run_hf(hf, vocab, prompts, grid, cfg: float, top_k: int, seed: int, batch: int) -> dict[str, Any]:
+def run_hf(hf, vocab, prompts, grid, cfg: float, top_k: int, seed: int, batch: int,
+           starts: list[int]) -> dict[str, Any]:
     from transformers import LogitsProcessorList
 
     table = step_table(vocab, "image", grid)
     S = table.num_steps
     segs, per_image = [], []
-    for i in range(0, len(prompts), batch):
+    for i in starts:
         chunk = [[Text(p)] for p in prompts[i : i + batch]]
         cond, uncond = prepare_prompts(vocab, chunk, "image", grid, cfg=True)
         ids, mask = left_pad(cond + uncond, vocab.pad_id)
@@ -242,13 +245,18 @@ def main(argv: list[str] | None = None) -> int:
         fid.real.append(fid.features(real_digits(args.fid_real, 32)))  # the digit codec's 32 px, as codec_ceiling
     for batch in batches:
         f = fid if batch == fid_batch else None
-        if hf is not None:
-            r = run_hf(hf, vocab, prompts, grid, args.cfg, args.top_k, args.seed, batch)
-            rows.append({"decoder": "hf generate (next-token)", "batch": batch, **_summary(r),
-                         **judge(vocab, r["segments"], labels, classifier, f)})
-            print(_line(rows[-1]), file=sys.stderr, flush=True)
-        for name, method, steps in decoders:
-            r = run_ours(model, vocab, prompts, grid, method, steps, kw, args.seed, batch)
+        # every decoder runs each call of prompts in turn (alternating), so a change of load hits all alike
+        runners = ([("hf generate (next-token)", lambda st, b=batch: run_hf(hf, vocab, prompts, grid, args.cfg,
+                                                                  args.top_k, args.seed, b, st))] if hf is not None else [])
+        runners += [(name, lambda st, m=method, k=steps, b=batch: run_ours(model, vocab, prompts, grid, m, k, kw,
+                                                                          args.seed, b, st)) for name, method, steps in decoders]
+        got: dict[str, dict[str, list]] = {n: {"segments": [], "s_per_image": [], "forwards": []} for n, _ in runners}
+        for i in tqdm(range(0, len(prompts), batch), desc=f"batch {batch}", leave=False):
+            for name, fn in runners:
+                for key, val in fn([i]).items():
+                    got[name][key] += val
+        for name, _ in runners:
+            r = got[name]
             rows.append({"decoder": name, "batch": batch, **_summary(r),
                          **judge(vocab, r["segments"], labels, classifier, f)})
             print(_line(rows[-1]), file=sys.stderr, flush=True)
