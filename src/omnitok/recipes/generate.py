@@ -313,11 +313,7 @@ def _run_hybrid(args: argparse.Namespace) -> int:
         images, stats = pipe.text_to_image([args.prompt] * args.num_samples, steps=steps, sampler=args.sampler,
                                            cfg_scale=cfg, eta=float(args.eta),
                                            seed=0 if args.seed is None else int(args.seed), progress=not args.no_stream)
-        out = Path(args.out) if args.out else Path("out.png")
-        for r, img in enumerate(images):
-            path = out if len(images) == 1 else out.with_name(f"{out.stem}_{r}{out.suffix}")
-            save_image(img, path)
-            print(f"wrote {path}", file=sys.stderr)
+        _write_images(images, args.out)
         print(f"{len(images)} image(s) by the hybrid, {args.sampler} {steps} steps (cfg {cfg:g}): "
               f"{stats['seconds']:.2f} s, {stats['seconds_per_image']:.3f} s per image", file=sys.stderr)
         return 0
@@ -354,11 +350,16 @@ def _run_diffusion(args: argparse.Namespace) -> int:
     images, stats = pipe([args.prompt] * args.num_samples, sampler=args.sampler, steps=steps, cfg_scale=cfg,
                          eta=float(args.eta), seed=0 if args.seed is None else int(args.seed),
                          progress=not args.no_stream)
-    out = Path(args.out) if args.out else Path("out.png")
-    for r, img in enumerate(images):
-        path = out if len(images) == 1 else out.with_name(f"{out.stem}_{r}{out.suffix}")
-        save_image(img, path)
-        print(f"wrote {path}", file=sys.stderr)
+    _write_images(images, args.out)
     print(f"{len(images)} image(s) by {args.sampler} in {steps} steps (cfg {cfg:g}): {stats['seconds']:.2f} s, "
           f"{stats['seconds_per_image']:.3f} s per image", file=sys.stderr)
     return 0
+
+
+def _write_images(images: torch.Tensor, out: str | None) -> None:
+    """images (N, C, H, W) in [-1, 1] -> ``out`` (default out.png), numbered ``_0``, ``_1``, ... when N > 1."""
+    path = Path(out) if out else Path("out.png")
+    for r, img in enumerate(images):
+        p = path if len(images) == 1 else path.with_name(f"{path.stem}_{r}{path.suffix}")
+        save_image(img, p)
+        print(f"wrote {p}", file=sys.stderr)

@@ -9,7 +9,7 @@
     g.step(sampled_id)
 
 ``allowed_ranges()`` gives the same set as a tuple of half-open ``(lo, hi)`` id ranges. The grammar is the
-one written in :mod:`omnitok.vocab.vocabulary`, and the only copy of it: the strict parser
+one written in :mod:`omnitok.vocab.layout`, and the only copy of it: the strict parser
 (:mod:`omnitok.vocab.parser`) walks a ``GrammarState`` too, checking whole segment bodies at once with
 ``run_bounds`` / ``skip``; after ``<|h=h|> <|w=w|>`` it forces exactly ``w`` codes per
 row (each at its codebook level), an EOR after each row and END_IMAGE after ``h`` rows, so a sampled image
