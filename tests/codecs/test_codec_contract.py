@@ -22,7 +22,11 @@ def test_every_codec_returns_one_output_type() -> None:
     torch.manual_seed(0)
     image = build_codec({"type": "image", "model": IMAGE, "quantizer": {"name": "fsq", "levels": [5, 5, 5]}})
     audio = build_codec({"type": "audio", "model": AUDIO, "quantizer": AUDIO_Q})
-    for codec, x in ((image, torch.rand(2, 3, 8, 8) * 2 - 1), (audio, torch.rand(2, 1, 640) * 2 - 1)):
+    video = build_codec({"type": "video", "model": {**IMAGE, "temporal_stride": 2},
+                         "quantizer": {"name": "fsq", "levels": [5, 5, 5]}})
+    assert video.config["quantizer"] == "fsq" and video.config["quantizer_kwargs"] == {"levels": [5, 5, 5]}
+    for codec, x in ((image, torch.rand(2, 3, 8, 8) * 2 - 1), (audio, torch.rand(2, 1, 640) * 2 - 1),
+                     (video, torch.rand(2, 3, 5, 8, 8) * 2 - 1)):
         out = codec(x)
         assert type(out) is CodecOutput and out.recon.shape == x.shape, type(codec).__name__
         assert out.codes.shape[:1] == (2,) and out.codes.shape[-1] == codec.num_codebooks and out.loss.dim() == 0

@@ -85,5 +85,5 @@ def build_codec(preset: dict[str, Any]) -> Codec:
             return FrameCodec(image)
         return GlobalMotionCodec(image, **dict(preset.get("motion") or {}))
     if kind == "video":
-        return VideoCodec(**model, quantizer=qname, quantizer_kwargs=qcfg)
+        return VideoCodec(**model, quantizer=build_quantizer(qname, **qcfg))
     raise ValueError(f"build_codec: preset type must be 'image', 'video' or 'audio', got {kind!r}")

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omnitok.codecs.base import Codec
-from omnitok.codecs.image import CodecOutput, check_float_batch
+from omnitok.codecs.base import Codec, CodecOutput, quantizer_preset
+from omnitok.codecs.image import check_float_batch
 from omnitok.nn.conv import ConvDecoder2d, ConvEncoder2d, group_norm
 from omnitok.quantizers.base import Quantizer
 from omnitok.quantizers.registry import build_quantizer
@@ -81,15 +81,22 @@ class VideoCodec(Codec):
         attention: bool = False,
         z_channels: int = 64,
         temporal_stride: int = 2,
-        quantizer: str = "vq",
+        quantizer: Quantizer | str = "vq",
         quantizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        """``quantizer``: a :class:`Quantizer` built by ``build_quantizer`` (codecs/builder.py passes one), or its
+        name with ``quantizer_kwargs`` (the plain form config.json records)."""
         super().__init__()
         if temporal_stride not in (1, 2, 4):
             raise ValueError(f"VideoCodec: temporal_stride must be 1, 2 or 4, got {temporal_stride}")
         if in_channels not in (1, 3):
             raise ValueError(f"VideoCodec: in_channels must be 1 or 3, got {in_channels}")
-        quantizer_kwargs = dict(quantizer_kwargs or {})
+        if isinstance(quantizer, Quantizer):
+            if quantizer_kwargs:
+                raise ValueError("VideoCodec: quantizer_kwargs go with a quantizer name, not a Quantizer instance")
+        else:
+            quantizer = build_quantizer(quantizer, **dict(quantizer_kwargs or {}))
+        qname, quantizer_kwargs = quantizer_preset(quantizer, "VideoCodec")
         self.config = {
             "in_channels": in_channels,
             "channels": channels,
@@ -98,13 +105,13 @@ class VideoCodec(Codec):
             "attention": attention,
             "z_channels": z_channels,
             "temporal_stride": temporal_stride,
-            "quantizer": quantizer,
+            "quantizer": qname,
             "quantizer_kwargs": quantizer_kwargs,
         }
         self.in_channels = in_channels
         self.factor = 2 ** (len(channel_mult) - 1)
         self.temporal_stride = temporal_stride
-        self.quantizer: Quantizer = build_quantizer(quantizer, **quantizer_kwargs)
+        self.quantizer: Quantizer = quantizer
         dim = self.quantizer.dim
         levels = int(math.log2(temporal_stride))
         self.encoder = ConvEncoder2d(in_channels, z_channels, channels, channel_mult, num_res_blocks, attention)
