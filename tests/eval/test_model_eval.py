@@ -128,6 +128,8 @@ def test_eval_model_all_tasks(fake_root, judge_dir, tmp_path):
     assert t["v2t"]["n"] == 2 and t["v2t"]["both_accuracy"] <= min(t["v2t"]["digit_accuracy"],
                                                                    t["v2t"]["direction_accuracy"])
     assert (tmp_path / "samples" / "v2t" / "real-0.mp4").is_file()
+    strip = tmp_path / "samples" / "t2v" / "gen-0-first-middle-last.png"  # the first, middle and last frames
+    assert t["t2v"]["samples"][0]["frames_file"] == str(strip) and strip.is_file()
     assert t["s2i"]["n"] == 3 and t["i2s"]["n"] == 10
     assert t["text"]["perplexity"] > 1.0
     assert res["judges"]["digit_classifier"]["test_accuracy"] == 1.0

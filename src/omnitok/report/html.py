@@ -165,7 +165,9 @@ def _section_t2v(t: dict[str, Any], out: Path) -> str:
     for s in t.get("samples", []):
         r = _rel(s.get("file"), out)
         vid = f'<video src="{_e(r)}" autoplay loop muted playsinline></video>' if r else ""
-        parts.append(f'<div class="card">{vid}<br>{_e(s["prompt"])}<br>moves: {_e(s["direction"])}; '
+        strip = _rel(s.get("frames_file"), out)  # first | middle | last frame
+        still = f'<br><img src="{_e(strip)}" style="image-rendering:pixelated;height:64px">' if strip else ""
+        parts.append(f'<div class="card">{vid}{still}<br>{_e(s["prompt"])}<br>moves: {_e(s["direction"])}; '
                      f'frames read as {_e(s["frame_digits"])}</div>')
     return "\n".join(parts)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from omnitok.eval.heldout import batches, examples, progress_bar
@@ -44,8 +45,10 @@ def run(ctx: EvalContext) -> TaskResult:
         got = direction_of_motion(v)
         dir_hits += int(got == want)
         if i < save.n:
+            strip = torch.cat([v[0], v[len(v) // 2], v[-1]], dim=-1)  # first | middle | last frame, (C, H, 3W)
             rows.append({"prompt": it["caption"], "file": save.video(v, f"t2v/gen-{i}"), "direction": got,
-                         "expected_direction": want, "frame_digits": [int(p) for p in pred]})
+                         "expected_direction": want, "frame_digits": [int(p) for p in pred],
+                         "frames_file": save.image(strip.clamp(-1, 1), f"t2v/gen-{i}-first-middle-last")})
     real_dir = sum(int(direction_of_motion(it["video"]) == caption_direction(it["caption"])) for it in items)
     real_frames = sum(int((frame_digits(ctx.judges.classifier, it["video"]) == lab).sum())
                       for it, lab in zip(items, labels))
