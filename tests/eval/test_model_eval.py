@@ -155,8 +155,8 @@ def test_unknown_task_and_missing_data(tmp_path):
 def test_media_sampling_settings_reach_generate(monkeypatch):
     seen = []
 
-    def fake_generate(model, vocab, prompts, produce, **kw):
-        seen.append((produce, kw))
+    def fake_generate(model, vocab, prompts, request):
+        seen.append((request.produce, request.kwargs()))
         return types.SimpleNamespace(outputs=[])
 
     monkeypatch.setattr(generator_module, "generate", fake_generate)
@@ -166,19 +166,19 @@ def test_media_sampling_settings_reach_generate(monkeypatch):
     gen([], "image", top_k=11)  # a task's own setting wins
     (_, audio_kw), (_, text_kw), (_, image_kw) = seen
     assert (audio_kw["temperature"], audio_kw["top_k"], audio_kw["cfg_scale"], audio_kw["seed"]) == (0.5, 7, 2.0, 3)
-    assert text_kw["temperature"] == 0.0 and "top_k" not in text_kw and "cfg_scale" not in text_kw
+    assert text_kw["temperature"] == 0.0 and text_kw["top_k"] is None and text_kw["cfg_scale"] is None
     assert image_kw["top_k"] == 11 and image_kw["seed"] == 5
     seen.clear()
     per = Generator(None, None, EvalSettings(temperature=0.5, sampling={"audio": {"temperature": 0.7, "cfg_scale": 1.0}}))
     per([], "audio")
     per([], "image")
     assert (seen[0][1]["temperature"], seen[0][1]["cfg_scale"]) == (0.7, 1.0)  # per modality wins
-    assert seen[1][1]["temperature"] == 0.5 and "cfg_scale" not in seen[1][1]
+    assert seen[1][1]["temperature"] == 0.5 and seen[1][1]["cfg_scale"] is None
     with pytest.raises(ValueError, match="sampling.audio.tempo"):
         Generator(None, None, EvalSettings(sampling={"audio": {"tempo": 1}}))([], "audio")
     seen.clear()
     Generator(None, None, EvalSettings())([], "audio")
-    assert not {"temperature", "top_k", "cfg_scale"} & set(seen[0][1])  # None = the modality's defaults
+    assert all(seen[0][1][k] is None for k in ("temperature", "top_k", "cfg_scale"))  # the modality's defaults
 
 
 def test_split_selects_the_held_out_split(fake_root):
@@ -227,8 +227,8 @@ def test_parse_sampling():
 def test_task_sampling_wins_over_the_modality(monkeypatch):
     seen = []
 
-    def fake_generate(model, vocab, prompts, produce, **kw):
-        seen.append(kw)
+    def fake_generate(model, vocab, prompts, request):
+        seen.append(request.kwargs())
         return types.SimpleNamespace(outputs=[], stats={})
 
     monkeypatch.setattr(generator_module, "generate", fake_generate)
@@ -239,7 +239,7 @@ def test_task_sampling_wins_over_the_modality(monkeypatch):
     gen.task = "i2s"
     gen([], "audio")
     assert (seen[0]["best_of"], seen[0]["temperature"], seen[0]["top_k"]) == (4, 0.9, 50)
-    assert "best_of" not in seen[1] and seen[1]["temperature"] == 0.7
+    assert seen[1]["best_of"] == 1 and seen[1]["temperature"] == 0.7
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['speech'\]"):
         evaluate_model(None, None, EvalSettings(sampling={"speech": {"best_of": 4}}))
     with pytest.raises(ValueError, match="sampling.t2s.tempo"):

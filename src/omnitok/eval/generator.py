@@ -15,13 +15,14 @@ import torch
 from torch import Tensor
 
 from omnitok.eval.settings import SAMPLING_KEYS, EvalSettings
-from omnitok.generation.generate import generate
+from omnitok.generation.generate import GenerationRequest, generate
 
 __all__ = ["Generator"]
 
 
 class Generator:
-    """``gen(prompts, produce, **kw) -> list of output segments``; ``gen.task`` names the task being judged."""
+    """``gen(prompts, produce, **kw) -> list of output segments``, ``kw`` being :class:`GenerationRequest` fields;
+    ``gen.task`` names the task being judged."""
 
     def __init__(self, model: torch.nn.Module, vocab: Any, s: EvalSettings) -> None:
         self.model, self.vocab, self.s = model, vocab, s
@@ -44,7 +45,8 @@ class Generator:
             for key in ("cfg_scale", "temperature", "top_k"):
                 if getattr(self.s, key) is not None:
                     kw.setdefault(key, getattr(self.s, key))
-        out = generate(self.model, self.vocab, prompts, produce, seed=self.s.seed + self.calls, **kw)
+        request = GenerationRequest(produce, seed=self.s.seed + self.calls).with_(**kw)
+        out = generate(self.model, self.vocab, prompts, request=request)
         self.calls += 1
         stats = getattr(out, "stats", None) or {}
         if "best_of" in stats:

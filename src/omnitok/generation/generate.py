@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -39,8 +39,8 @@ from omnitok.model.transformer import Transformer
 from omnitok.vocab.document import Document, Segment, Text, Uncond
 from omnitok.vocab.vocabulary import Vocabulary
 
-__all__ = ["MODALITY_DEFAULTS", "GenerationOutput", "check_grid", "decode_cached", "decode_naive", "default_grid",
-           "generate", "left_pad", "prepare_prompts", "recorded_defaults"]
+__all__ = ["MODALITY_DEFAULTS", "GenerationOutput", "GenerationRequest", "check_grid", "decode_cached", "decode_naive",
+           "default_grid", "generate", "left_pad", "prepare_prompts", "recorded_defaults"]
 
 #: per-modality sampling defaults (Emu3.5 samples text and images differently; MusicGen uses top-k 250, CFG 3)
 MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -53,6 +53,49 @@ METHODS = ("cached", "jacobi", "naive", "masked")
 
 Prompt = str | Segment | Document | Sequence[Segment] | None
 TokenCallback = Callable[[int, Tensor], None]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Every setting of one :func:`generate` call (what to produce, grid, guidance, sampling, decoder, reranking) as
+    one typed object: ``generate(model, vocab, prompt, request=GenerationRequest("audio", cfg_scale=1.0))``. The
+    fields are generate's keywords with the same meanings and defaults (None = the modality's default,
+    :data:`MODALITY_DEFAULTS`, or the model's recorded one); ``with_(**changes)`` returns a changed copy and names
+    an unknown field in a ValueError."""
+
+    produce: str = "image"
+    grid: Sequence[int] | None = None
+    cfg_scale: float | None = None
+    cfg_schedule: str = "constant"
+    cfg_interval: Sequence[float] | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    max_new_tokens: int | None = None
+    num_samples: int = 1
+    on_token: TokenCallback | None = None
+    method: str = "cached"
+    jacobi_window: int | None = None
+    decode_data: bool = True
+    check_every: int = 16
+    cuda_graph: bool = True
+    until_end: bool = False
+    min_frames: int = 1
+    best_of: int = 1
+    rerank: str = "reverse"
+    steps: int | None = None
+    cap_transcripts: bool = True
+
+    def with_(self, **changes: Any) -> GenerationRequest:
+        bad = sorted(set(changes) - set(self.__dataclass_fields__))
+        if bad:
+            raise ValueError(f"GenerationRequest: unknown setting(s) {bad}; known: {sorted(self.__dataclass_fields__)}")
+        return replace(self, **changes)
+
+    def kwargs(self) -> dict[str, Any]:
+        """The fields as generate()'s keywords (``produce`` included)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
 @dataclass
@@ -341,6 +384,7 @@ def generate(
     rerank: str = "reverse",
     steps: int | None = None,
     cap_transcripts: bool = True,
+    request: GenerationRequest | None = None,
 ) -> GenerationOutput:
     """Generate a ``produce`` segment ("text" | "image" | "audio" | "video") after each prompt.
 
@@ -363,7 +407,13 @@ def generate(
     ``candidate_scores`` (per prompt, per candidate) and ``chosen`` (the kept candidates' indices).
     cap_transcripts (text): text after a prompt that ends with speech gets at most the ids that speech can
     hold (:mod:`omnitok.generation.transcript_cap`, from the clip's duration), each row its own cap.
+    request: all of the settings above as one :class:`GenerationRequest` (then pass none of them as keywords).
     """
+    if request is not None:
+        given = {k: v for k, v in locals().items() if k in GenerationRequest.__dataclass_fields__}
+        if GenerationRequest(**given) != GenerationRequest():
+            raise ValueError("generate(): pass the settings as request= or as keywords, not both")
+        return generate(model, vocab, prompt, **request.kwargs())
     if produce not in MODALITY_DEFAULTS:
         raise ValueError(f"produce: expected one of {sorted(MODALITY_DEFAULTS)}, got {produce!r}")
     if method not in METHODS:
