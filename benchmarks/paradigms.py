@@ -81,9 +81,16 @@ def _diffusion_record(run: Path) -> dict[str, Any]:
             "train_seconds_from": "log.jsonl (last line)"}
 
 
-def _hybrid_record(final: Path) -> dict[str, Any]:
-    t = json.loads((final / "config.json").read_text())["train"]
-    return {"steps": int(t["steps"]), "train_seconds": float(t["seconds"]), "train_seconds_from": "config.json train"}
+def _hybrid_record(folder: Path) -> dict[str, Any]:
+    """A final folder's config.json ``train``, or a training checkpoint's step and elapsed seconds."""
+    cfg = json.loads((folder / "config.json").read_text())
+    if "train" in cfg:
+        t = cfg["train"]
+        return {"steps": int(t["steps"]), "train_seconds": float(t["seconds"]),
+                "train_seconds_from": "config.json train"}
+    loader = json.loads((folder / "loader.json").read_text())
+    return {"steps": int(cfg["step"]), "train_seconds": float(loader["elapsed"]),
+            "train_seconds_from": f"checkpoint {folder.name} loader.json elapsed"}
 
 
 # ----- rows ---------------------------------------------------------------------------------------------------
