@@ -16,7 +16,7 @@ from omnitok.diffusion import (
     make_scheduler,
 )
 from omnitok.generation import generate
-from omnitok.model import ModelConfig, StaticKVCache, Transformer
+from omnitok.model import ModelConfig, StaticKVCache, Transformer, TransfusionModel
 from omnitok.quantizers import (
     BSQ,
     FSQ,
@@ -62,6 +62,7 @@ __all__ = [
     "Text",
     "TextCodec",
     "Transformer",
+    "TransfusionModel",
     "Video",
     "VideoCodec",
     "VectorQuantizer",
