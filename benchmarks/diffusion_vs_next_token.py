@@ -95,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from omnitok.eval.diffusion import real_digits
+    from omnitok.eval.diffusion import load_pipeline, real_digits
     from omnitok.eval.judges.digit_classifier import load_or_train
     from omnitok.eval.model import load_model_and_vocab
     from omnitok.generation import generate
-    from omnitok.generation.diffusion import DiffusionPipeline, find_diffusion_folder
+    from omnitok.generation.diffusion import find_diffusion_folder
     from omnitok.vocab import Text
 
     n = 10 * args.per_digit
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     folder = find_diffusion_folder(args.diffusion)
-    pipe = DiffusionPipeline.load(folder)
+    pipe = load_pipeline(folder)
     lm, vocab, vocab_dir = load_model_and_vocab(
         str(Path(args.lm) / "final") if (Path(args.lm) / "final").is_dir() else args.lm, args.vocab, "cpu"
     )

@@ -120,32 +120,11 @@ def violations(src: Path) -> list[str]:
     return bad
 
 
-#: Upward imports that need a bigger move than a line, each with that move. The test below fails on any import
-#: not listed here AND on a listed one that is gone (so the list only shrinks); not a way to let new ones in.
-KNOWN: dict[str, tuple[tuple[str, ...], str]] = {
-    "generation/diffusion.py": (
-        ("omnitok.align.",),
-        "DiffusionPipeline.load opens a CLIP text tower of align/ (and tokenize calls align's encode_text): "
-        "loading folders is a recipe's job; the pipeline should be handed its text encoder",
-    ),
-}
-
-
-def _known(entry: str) -> bool:
-    path, _, rest = entry.partition(":")
-    name = rest.rsplit(" -> ", 1)[-1]
-    return path in KNOWN and name.startswith(KNOWN[path][0])
-
-
 def check(src: Path, found: list[str] | None = None) -> None:
     """AssertionError listing every import in ``src`` against the arrows (``found``: violations(src) if already
-    known), and every KNOWN entry that is gone."""
+    known). There are no exemptions."""
     found = violations(src) if found is None else found
-    new = [v for v in found if not _known(v)]
-    gone = [f"{path}: {', '.join(prefixes)}" for path, (prefixes, _) in KNOWN.items()
-            if (src / path).is_file() and not any(v.startswith(f"{path}:") and _known(v) for v in found)]
-    assert not new, "imports against DESIGN.md's arrows:\n" + "\n".join(new)
-    assert not gone, "fixed, so remove from KNOWN:\n" + "\n".join(gone)
+    assert not found, "imports against DESIGN.md's arrows:\n" + "\n".join(found)
 
 
 @functools.cache

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from omnitok.cli import main
 from omnitok.diffusion import make_scheduler
 from omnitok.diffusion.model import DiffusionModel
+from omnitok.eval.diffusion import load_pipeline
 from omnitok.generation.diffusion import DiffusionPipeline
 from omnitok.train.diffusion import load_pairs, load_preset, train
 
@@ -112,7 +113,7 @@ def test_conditioning_on_a_clip_text_tower(tmp_path) -> None:
                                 f"text.clip={tmp_path / 'clip'}"])
     final = train(cfg, tmp_path / "run")
     assert (final / "text_clip" / "config.json").is_file() and not (final / "text_codec").exists()
-    pipe = DiffusionPipeline.load(final)
+    pipe = load_pipeline(final)  # its CLIP text tower: eval.diffusion opens it
     assert pipe.model.config["text"] == {"kind": "embedding", "embed_dim": 16, "dim": 32}
     ids, lengths = pipe.tokenize(["a red square", "a blue square"])
     assert ids.shape == (2, 1, 16) and lengths.tolist() == [1, 1]

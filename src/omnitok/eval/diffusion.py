@@ -20,6 +20,7 @@ of each image with its own name against another image's name (:func:`evaluate_em
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 from pathlib import Path
@@ -27,10 +28,24 @@ from typing import Any
 
 import torch
 
-__all__ = ["add_arguments", "emoji_table", "evaluate_diffusion", "evaluate_emoji", "real_digits", "real_emoji",
-           "run"]
+from omnitok.align.api import encode_text
+from omnitok.align.model import AlignModel
+from omnitok.generation.diffusion import DiffusionPipeline, TextEmbedder
+
+__all__ = ["add_arguments", "emoji_table", "evaluate_diffusion", "evaluate_emoji", "load_pipeline", "real_digits",
+           "real_emoji", "run"]
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def load_pipeline(path: str | Path, device: str | torch.device = "cpu") -> DiffusionPipeline:
+    """A diffusion model folder (or its run folder) as a pipeline; a model conditioned on CLIP text embeddings gets
+    the text tower of its ``text_clip/`` folder (``omnitok train clip``)."""
+
+    def clip_embedder(folder: Path, dev: str | torch.device) -> TextEmbedder:
+        return functools.partial(encode_text, AlignModel.from_pretrained(folder, map_location=dev))
+
+    return DiffusionPipeline.load(path, device, text_embedder=clip_embedder)
 
 
 def real_digits(n: int, split: str, size: int, data_root: str | None) -> torch.Tensor:
@@ -54,10 +69,10 @@ def evaluate_diffusion(ckpt: str, settings: list[tuple[str, int]], *, cfg_scale:
                        samples: str | None = None, progress: bool = True) -> dict[str, Any]:
     """settings: (sampler, steps) pairs -> {"rows": [{sampler, steps, accuracy, seconds_per_image, ...}], ...}."""
     from omnitok.eval.judges.digit_classifier import load_or_train
-    from omnitok.generation.diffusion import DiffusionPipeline, find_diffusion_folder, image_grid
+    from omnitok.generation.diffusion import find_diffusion_folder, image_grid
 
     folder = find_diffusion_folder(ckpt)
-    pipe = DiffusionPipeline.load(folder)
+    pipe = load_pipeline(folder)
     clf = load_or_train(judge_dir, data_root=data_root, progress=progress)
     prompts = [f"the digit {WORDS[k]}" for k in range(10) for _ in range(per_digit)]
     labels = torch.tensor([k for k in range(10) for _ in range(per_digit)])
@@ -139,10 +154,10 @@ def evaluate_emoji(ckpt: str, settings: list[tuple[str, int]], *, cfg_scale: flo
     (``2.5 max(cos, 0)``, Hessel et al. arXiv 2104.08718) is reported for the generated images with their own
     names, with another image's name (shuffled), and for the real emoji with their names."""
     from omnitok.eval.fid import InceptionFID
-    from omnitok.generation.diffusion import DiffusionPipeline, find_diffusion_folder, image_grid
+    from omnitok.generation.diffusion import find_diffusion_folder, image_grid
 
     folder = find_diffusion_folder(ckpt)
-    pipe = DiffusionPipeline.load(folder)
+    pipe = load_pipeline(folder)
     if pipe.image_codec is None:
         raise ValueError(f"{folder}: evaluate_emoji judges latent models (their codec's reconstructions are a row)")
     size = int(pipe.to_images(torch.zeros(1, *pipe.model.sample_shape)).shape[-1])  # the decoder's pixel size

@@ -20,13 +20,14 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from omnitok.codecs.base import load_codec
 from omnitok.diffusion import make_scheduler
 from omnitok.diffusion.model import DiffusionModel
 from omnitok.diffusion.text import EmbeddingConditioner, pad_ids
@@ -100,9 +101,16 @@ def _beside(folder: Path, name: str) -> Path | None:
     return None
 
 
+#: prompts -> unit-length text embeddings (B, E): what a model conditioned on CLIP text embeddings is handed
+TextEmbedder = Callable[[list[str]], Tensor]
+
+
 class DiffusionPipeline:
-    """A :class:`DiffusionModel` with its text codec (prompts -> ids; or a CLIP AlignModel: prompts -> embeddings)
-    and, for latent models, its image codec."""
+    """A :class:`DiffusionModel` with its text encoder and, for latent models, its image codec.
+
+    ``text_codec``: for a model conditioned on ids, a text codec (``encode(prompts) -> ids``); for one conditioned on
+    CLIP text embeddings, a :data:`TextEmbedder` (``omnitok.eval.diffusion.load_pipeline`` builds one from the
+    folder's ``text_clip/``; the trainer hands its own)."""
 
     def __init__(self, model: DiffusionModel, text_codec: Any, image_codec: Any | None = None) -> None:
         if model.latent is not None and image_codec is None:
@@ -110,19 +118,22 @@ class DiffusionPipeline:
         self.model, self.text_codec, self.image_codec = model.eval(), text_codec, image_codec
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> DiffusionPipeline:
-        from omnitok.codecs.base import load_codec
-
+    def load(cls, path: str | Path, device: str | torch.device = "cpu",
+             text_embedder: Callable[[Path, str | torch.device], TextEmbedder] | None = None) -> DiffusionPipeline:
+        """A diffusion model folder (or its run folder) with the text codec / image codec folders beside it.
+        ``text_embedder(text_clip_folder, device)``: opens the CLIP text tower of a model conditioned on its
+        embeddings (``omnitok.eval.diffusion.load_pipeline`` passes one)."""
         folder = find_diffusion_folder(path)
         model = DiffusionModel.from_pretrained(folder, map_location=device)
         if model.config["text"].get("kind") == "embedding":  # conditioned on a frozen CLIP text tower
-            from omnitok.align.model import AlignModel
-
             clip_dir = _beside(folder, "text_clip")
             if clip_dir is None:
                 raise ValueError(f"{folder}: conditioned on CLIP text embeddings, but no text_clip/ folder here or "
                                  "in its run folder")
-            text: Any = AlignModel.from_pretrained(clip_dir, map_location=device)
+            if text_embedder is None:
+                raise ValueError(f"{folder}: conditioned on CLIP text embeddings; load it with "
+                                 "omnitok.eval.diffusion.load_pipeline (which opens its text_clip/ tower)")
+            text: Any = text_embedder(clip_dir, device)
         else:
             text_dir = _beside(folder, "text_codec")
             if text_dir is None:
@@ -140,9 +151,7 @@ class DiffusionPipeline:
         """prompts -> ids (B, L), lengths (B,) for the text encoder (truncated to its max_len); with a CLIP text
         tower: its unit-length embeddings (B, 1, E) and lengths of 1."""
         if isinstance(self.model.text, EmbeddingConditioner):
-            from omnitok.align.api import encode_text
-
-            emb = encode_text(self.text_codec, list(prompts))  # (B, E)
+            emb = self.text_codec(list(prompts))  # (B, E)
             return emb[:, None], torch.ones(len(prompts), dtype=torch.long)
         return pad_ids(self.text_codec.encode(list(prompts)), self.model.text.max_len)
 

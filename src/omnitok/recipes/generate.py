@@ -30,8 +30,8 @@ from tqdm import tqdm
 
 from omnitok.codecs.base import select_device
 from omnitok.data.tokenize import codec_input_size
+from omnitok.eval.diffusion import load_pipeline
 from omnitok.generation.constraints import step_table
-from omnitok.generation.diffusion import DiffusionPipeline
 from omnitok.generation.generate import (
     MODALITY_DEFAULTS,
     check_grid,
@@ -344,7 +344,7 @@ def _run_diffusion(args: argparse.Namespace) -> int:
         raise ValueError("--method diffusion takes a text prompt only, not --from files")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    pipe = DiffusionPipeline.load(args.ckpt, device=str(select_device(args.device)))
+    pipe = load_pipeline(args.ckpt, device=str(select_device(args.device)))
     steps = int(args.steps or 20)
     cfg = 3.0 if args.cfg_scale is None else float(args.cfg_scale)
     images, stats = pipe([args.prompt] * args.num_samples, sampler=args.sampler, steps=steps, cfg_scale=cfg,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import shutil
 import time
@@ -41,6 +42,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from omnitok._overrides import apply_overrides, load_yaml, preset_file
+from omnitok.align.api import encode_text
+from omnitok.align.model import AlignModel
 from omnitok.diffusion import make_scheduler
 from omnitok.diffusion.model import DiffusionModel
 from omnitok.diffusion.text import pad_ids
@@ -180,6 +183,8 @@ def _save_samples(ema: DiffusionModel, text_codec: Any, image_codec: Any, cfg: d
     if not prompts:
         return
     s = cfg["sample"]
+    if isinstance(text_codec, AlignModel):  # a CLIP text tower: the pipeline is handed its embedder
+        text_codec = functools.partial(encode_text, text_codec)
     pipe = DiffusionPipeline(ema, text_codec, image_codec)
     images, _ = pipe(prompts * 2, sampler=s["sampler"], steps=int(s["steps"]), cfg_scale=float(s["cfg"]), seed=0)
     save_image(image_grid(images, cols=len(prompts)), path)
@@ -203,9 +208,6 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
 
     images, captions = load_pairs(cfg["data"], progress)
     if cfg["text"].get("clip"):  # a frozen CLIP text tower (omnitok.align): its embeddings, computed once
-        from omnitok.align.api import encode_text
-        from omnitok.align.model import AlignModel
-
         text_codec = AlignModel.from_pretrained(cfg["text"]["clip"])
         if not (out / "text_clip" / "config.json").is_file():
             shutil.copytree(cfg["text"]["clip"], out / "text_clip", dirs_exist_ok=True)
