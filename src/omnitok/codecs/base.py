@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from omnitok._io import CheckpointError, fsync_replace, load_safetensors, sha256_file, write_json_atomic
 from omnitok.quantizers.base import Quantizer
+from omnitok.quantizers.registry import build_quantizer
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -42,6 +43,19 @@ class CodecOutput:
     codes: Tensor  # (B, *grid, num_codebooks) int64
     loss: Tensor  # the quantizer's auxiliary loss (already weighted), a scalar
     metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+def codec_quantizer(quantizer: Quantizer | str, quantizer_kwargs: dict[str, Any] | None,
+                    who: str) -> tuple[Quantizer, str, dict[str, Any]]:
+    """(quantizer, name, kwargs) for a codec: the registry-built Quantizer it was handed, or one built by name from
+    ``quantizer_kwargs`` (the plain form config.json records); the name and kwargs are what it saves."""
+    if isinstance(quantizer, Quantizer):
+        if quantizer_kwargs:
+            raise ValueError(f"{who}: quantizer_kwargs go with a quantizer name, not a Quantizer instance")
+    else:
+        quantizer = build_quantizer(quantizer, **dict(quantizer_kwargs or {}))
+    name, kwargs = quantizer_preset(quantizer, who)
+    return quantizer, name, kwargs
 
 
 def quantizer_preset(quantizer: Quantizer, who: str) -> tuple[str, dict[str, Any]]:

@@ -16,10 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from omnitok.codecs.base import Codec, CodecOutput, quantizer_preset
+from omnitok.codecs.base import Codec, CodecOutput, codec_quantizer
 from omnitok.nn.conv import ConvDecoder2d, ConvEncoder2d
 from omnitok.quantizers.base import Quantizer
-from omnitok.quantizers.registry import build_quantizer
 
 __all__ = ["CodecOutput", "ImageCodec"]  # CodecOutput: defined in codecs/base.py, shared by every codec
 
@@ -63,12 +62,7 @@ class ImageCodec(Codec):
             raise ValueError(f"ImageCodec: in_channels must be 1 or 3, got {in_channels}")
         if len(channel_mult) < 2:
             raise ValueError(f"ImageCodec: channel_mult needs >= 2 levels (f >= 2), got {list(channel_mult)}")
-        if isinstance(quantizer, Quantizer):
-            if quantizer_kwargs:
-                raise ValueError("ImageCodec: quantizer_kwargs go with a quantizer name, not a Quantizer instance")
-        else:
-            quantizer = build_quantizer(quantizer, **dict(quantizer_kwargs or {}))
-        qname, quantizer_kwargs = quantizer_preset(quantizer, "ImageCodec")
+        quantizer, qname, quantizer_kwargs = codec_quantizer(quantizer, quantizer_kwargs, "ImageCodec")
         self.config = {
             "in_channels": in_channels,
             "channels": channels,

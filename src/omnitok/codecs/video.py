@@ -17,11 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omnitok.codecs.base import Codec, CodecOutput, quantizer_preset
+from omnitok.codecs.base import Codec, CodecOutput, codec_quantizer
 from omnitok.codecs.image import check_float_batch
 from omnitok.nn.conv import ConvDecoder2d, ConvEncoder2d, group_norm
 from omnitok.quantizers.base import Quantizer
-from omnitok.quantizers.registry import build_quantizer
 
 __all__ = ["CausalTemporalDown", "CausalTemporalUp", "VideoCodec"]
 
@@ -91,12 +90,7 @@ class VideoCodec(Codec):
             raise ValueError(f"VideoCodec: temporal_stride must be 1, 2 or 4, got {temporal_stride}")
         if in_channels not in (1, 3):
             raise ValueError(f"VideoCodec: in_channels must be 1 or 3, got {in_channels}")
-        if isinstance(quantizer, Quantizer):
-            if quantizer_kwargs:
-                raise ValueError("VideoCodec: quantizer_kwargs go with a quantizer name, not a Quantizer instance")
-        else:
-            quantizer = build_quantizer(quantizer, **dict(quantizer_kwargs or {}))
-        qname, quantizer_kwargs = quantizer_preset(quantizer, "VideoCodec")
+        quantizer, qname, quantizer_kwargs = codec_quantizer(quantizer, quantizer_kwargs, "VideoCodec")
         self.config = {
             "in_channels": in_channels,
             "channels": channels,
