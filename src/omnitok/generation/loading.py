@@ -53,8 +53,9 @@ def find_vocab(ckpt: Path, vocab: str | None) -> Path:
                      f"{', '.join(str(c) for c in cands)}); pass --vocab DIR")
 
 
-def resolve_ckpt(ckpt: str) -> Path:
-    """A model folder, a training checkpoint folder, or a run folder (its ``final/``, else the latest checkpoint)."""
+def resolve_ckpt(ckpt: str, what: str = "--ckpt") -> Path:
+    """A model folder, a training checkpoint folder, or a run folder (its ``final/``, else the latest checkpoint);
+    ``what``: the argument named in the error."""
     path = Path(ckpt)
     if (path / "model.safetensors").is_file():
         return path
@@ -62,7 +63,7 @@ def resolve_ckpt(ckpt: str) -> Path:
         return path / "final"
     latest = latest_checkpoint(path) if path.is_dir() else None
     if latest is None:
-        raise ValueError(f"--ckpt {ckpt}: expected a model folder (config.json + model.safetensors), a training "
+        raise ValueError(f"{what} {ckpt}: expected a model folder (config.json + model.safetensors), a training "
                          "checkpoint folder, or a run folder with final/ or checkpoints/")
     return latest
 

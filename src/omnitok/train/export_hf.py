@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from omnitok.generation.loading import resolve_ckpt
 from omnitok.model.config import ModelConfig
 from omnitok.model.transformer import Transformer
 
@@ -90,21 +91,6 @@ def export_hf(model: Transformer, out_dir: str | os.PathLike[str], dtype: torch.
     return out
 
 
-def _resolve(ckpt: str) -> Path:
-    from omnitok.train.checkpoint import latest_checkpoint
-
-    path = Path(ckpt)
-    if (path / "model.safetensors").is_file():
-        return path
-    if (path / "final" / "model.safetensors").is_file():
-        return path / "final"
-    latest = latest_checkpoint(path)
-    if latest is None:
-        raise ValueError(f"CKPT {ckpt!r}: expected a model folder (config.json + model.safetensors), a training "
-                         "checkpoint folder, or a run folder with final/ or checkpoints/")
-    return latest
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ckpt", help="model folder, checkpoint folder or run folder")
     parser.add_argument("out", help="output folder for the Hugging Face model")
@@ -112,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = Transformer.from_pretrained(_resolve(args.ckpt))
+    model = Transformer.from_pretrained(resolve_ckpt(args.ckpt, "CKPT"))
     try:
         out = export_hf(model, args.out, getattr(torch, args.dtype))
     except ExportError as e:
