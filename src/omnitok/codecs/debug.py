@@ -49,7 +49,21 @@ class _ProjectionQuantizer(torch.nn.Module):
         return z @ torch.linalg.pinv(self.proj)  # (..., in_dim)
 
 
-class DebugImageCodec(Codec):
+class _DebugCodec(Codec):
+    """What the debug codecs share: sizes from ``config``, a :class:`_ProjectionQuantizer` ``q``."""
+
+    config: dict
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config["codebook_size"]
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.config["num_codebooks"]
+
+
+class DebugImageCodec(_DebugCodec):
     """(B, 3, H, W) -> (B, H/patch, W/patch, n_q)."""
 
     modality = "image"
@@ -63,14 +77,6 @@ class DebugImageCodec(Codec):
         )
         self.patch = patch
         self.q = _ProjectionQuantizer(3 * patch * patch, dim, codebook_size, num_codebooks, seed)
-
-    @property
-    def codebook_size(self) -> int:
-        return self.config["codebook_size"]
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.config["num_codebooks"]
 
     def code_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (input_shape[-2] // self.patch, input_shape[-1] // self.patch)
@@ -92,7 +98,7 @@ class DebugImageCodec(Codec):
         return x.reshape(B, 3, h * p, w * p).clamp(-1, 1)
 
 
-class DebugVideoCodec(Codec):
+class DebugVideoCodec(_DebugCodec):
     """(B, 3, F, H, W) -> (B, F/frames_per_code, H/patch, W/patch, n_q): the layout of ``VideoCodec``, in and out."""
 
     modality = "video"
@@ -120,14 +126,6 @@ class DebugVideoCodec(Codec):
             3 * patch * patch * frames_per_code, dim, codebook_size, num_codebooks, seed
         )
 
-    @property
-    def codebook_size(self) -> int:
-        return self.config["codebook_size"]
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.config["num_codebooks"]
-
     def code_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:  # (C, F, H, W)
         return (input_shape[1] // self.tp, input_shape[-2] // self.patch, input_shape[-1] // self.patch)
 
@@ -146,7 +144,7 @@ class DebugVideoCodec(Codec):
         return x.reshape(B, t * tp, 3, h * p, w * p).clamp(-1, 1).transpose(1, 2)  # (B, 3, F, H, W)
 
 
-class DebugAudioCodec(Codec):
+class DebugAudioCodec(_DebugCodec):
     """(B, 1, N) -> (B, N/hop, n_q): residual codes of frames of ``hop`` samples."""
 
     modality = "audio"
@@ -160,14 +158,6 @@ class DebugAudioCodec(Codec):
         )
         self.hop = hop
         self.q = _ProjectionQuantizer(hop, dim, codebook_size, num_codebooks, seed)
-
-    @property
-    def codebook_size(self) -> int:
-        return self.config["codebook_size"]
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.config["num_codebooks"]
 
     def code_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (input_shape[-1] // self.hop,)
