@@ -30,11 +30,11 @@ import torch
 from torch import Tensor
 
 from omnitok.vocab.document import Audio, Image, Video
+from omnitok.vocab.grammar import Ranges, merge_ranges
 from omnitok.vocab.vocabulary import Vocabulary
 
 __all__ = ["StepTable", "prompt_head_length", "step_table"]
 
-Ranges = tuple[tuple[int, int], ...]
 
 
 @dataclass
@@ -70,16 +70,6 @@ class StepTable:
         return one[self.index.cpu().numpy()]
 
 
-def _merge(ranges: list[tuple[int, int]]) -> Ranges:
-    out: list[list[int]] = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], hi)
-        else:
-            out.append([lo, hi])
-    return tuple((a, b) for a, b in out)
-
-
 def _masks(vocab: Vocabulary, ranges: list[Ranges]) -> Tensor:
     bias = torch.full((len(ranges), vocab.size), float("-inf"))
     for m, rs in enumerate(ranges):
@@ -109,7 +99,7 @@ def step_table(vocab: Vocabulary, target: str, grid: Sequence[int] | None = None
             raise ValueError(f"text generation needs max_new_tokens >= 1, got {max_new_tokens}")
         e = vocab._entry("text")
         end = vocab.end_id("text")
-        ranges: list[Ranges] = [_merge([(e.offset, e.stop), (end, end + 1)]), ((end, end + 1),)]
+        ranges: list[Ranges] = [merge_ranges([(e.offset, e.stop), (end, end + 1)]), ((end, end + 1),)]
         index = torch.zeros(max_new_tokens, dtype=torch.long)
         index[-1] = 1
         return StepTable(_masks(vocab, ranges), index, ranges, stop_id=end)
@@ -140,7 +130,7 @@ def step_table(vocab: Vocabulary, target: str, grid: Sequence[int] | None = None
             raise ValueError(f"min_frames must be in 1..{T} (the grid's frames), got {min_frames}")
         stop_id = vocab.end_id("audio")
         for f in range(min_frames, T):
-            steps[f * n_q] = _merge([*steps[f * n_q], (stop_id, stop_id + 1)])
+            steps[f * n_q] = merge_ranges([*steps[f * n_q], (stop_id, stop_id + 1)])
     ranges: list[Ranges] = []
     lookup: dict[Ranges, int] = {}
     index = torch.empty(len(steps), dtype=torch.long)

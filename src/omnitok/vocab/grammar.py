@@ -24,7 +24,7 @@ from torch import Tensor
 
 from omnitok.vocab.errors import VocabularyError
 
-__all__ = ["GrammarState"]
+__all__ = ["GrammarState", "merge_ranges"]
 
 Ranges = tuple[tuple[int, int], ...]
 
@@ -40,8 +40,8 @@ class _Tables:
         self.V = vocab.size
         one = lambda i: (i, i + 1)
         top = [one(sp.uncond), one(sp.eos)] + [one(sp.begin(m)) for m in vocab.entries]
-        self.top: Ranges = _merge(top)
-        self.start: Ranges = _merge(top + [one(sp.bos)])
+        self.top: Ranges = merge_ranges(top)
+        self.start: Ranges = merge_ranges(top + [one(sp.bos)])
         self.done: Ranges = (one(sp.pad),)
         self.eor: Ranges = (one(sp.eor),)
         self.eof: Ranges = (one(sp.eof),)
@@ -56,18 +56,19 @@ class _Tables:
         self.level_or_pad: dict[str, list[Ranges]] = {}
         for m, e in vocab.entries.items():
             self.level[m] = [(e.level_range(k),) for k in range(e.num_codebooks)]
-            self.level_or_pad[m] = [_merge([e.level_range(k), one(sp.delay_pad)]) for k in range(e.num_codebooks)]
+            self.level_or_pad[m] = [merge_ranges([e.level_range(k), one(sp.delay_pad)]) for k in range(e.num_codebooks)]
         if "text" in vocab.entries:
             e = vocab.entries["text"]
-            self.text: Ranges = _merge([(e.offset, e.stop), one(sp.end("text"))])
+            self.text: Ranges = merge_ranges([(e.offset, e.stop), one(sp.end("text"))])
         self.level_or_end = {
-            m: [_merge([e.level_range(0), one(sp.end(m))])] for m, e in vocab.entries.items()
+            m: [merge_ranges([e.level_range(0), one(sp.end(m))])] for m, e in vocab.entries.items()
         }
         self.begin_to_modality = {sp.begin(m): m for m in vocab.entries}
         self.masks: dict[tuple[Ranges, str], Tensor] = {}
 
 
-def _merge(ranges: list[tuple[int, int]]) -> Ranges:
+def merge_ranges(ranges: list[tuple[int, int]]) -> Ranges:
+    """Half-open id ranges -> the sorted, merged tuple of the ids they cover."""
     out: list[list[int]] = []
     for lo, hi in sorted(ranges):
         if out and lo <= out[-1][1]:
