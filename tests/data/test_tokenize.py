@@ -138,6 +138,18 @@ def test_tokenize_video_with_the_codec_frames(root, codec_dirs, tmp_path) -> Non
     assert video.codes.shape == (2, 2, 2, 1) and video.data.shape == (3, 4, 8, 8)  # 4 frames of 8 px kept
 
 
+def test_video2caption_documents(root, codec_dirs, tmp_path) -> None:
+    """video -> caption: the clip is the condition, its caption the target (a shard of the video2caption task)."""
+    DebugVideoCodec(patch=4, frames_per_code=2).save_pretrained(
+        tmp_path / "vid", extra={"preset": {"data": {"size": 8, "frames": 4}}})
+    dirs = {**codec_dirs, "video": tmp_path / "vid"}
+    assert _cli(root, dirs, tmp_path / "vocab", "video:video2caption", tmp_path / "v2c") == 0
+    vocab = Vocabulary.load(tmp_path / "vocab")
+    doc = vocab.decode(TokenShards(tmp_path / "v2c")[0], data=True)
+    video, text = doc.segments
+    assert video.codes.shape == (2, 2, 2, 1) and text.text == "the digit 0 moving left"
+
+
 def test_video_layout(root) -> None:
     """Every video codec (debug ones too) takes (C, T, H, W): the clip's frames in that layout."""
     from omnitok.data.dataset import ShardDataset
