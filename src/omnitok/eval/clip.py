@@ -31,10 +31,10 @@ from omnitok._io import write_json_atomic
 from omnitok.align.api import clip_score, encode_audio, encode_image, encode_text, similarity
 from omnitok.align.model import AlignModel
 from omnitok.data.pairs import load_pairs
+from omnitok.data.sources.digits import DIGIT_WORDS
 
 __all__ = ["DIGIT_TEMPLATES", "add_arguments", "evaluate", "recall_at", "run", "zero_shot_digits"]
 
-WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # prompts for zero-shot classification; the first four are not among the digits dataset's caption templates
 DIGIT_TEMPLATES = (
     "a photo of the digit {word}",
@@ -72,7 +72,7 @@ def zero_shot_digits(model: AlignModel, images: Tensor, labels: Tensor,
     per_template = {}
     embs = []
     for tpl in templates:
-        emb = encode_text(model, [tpl.format(word=w, digit=d) for d, w in enumerate(WORDS)])  # (10, D)
+        emb = encode_text(model, [tpl.format(word=w, digit=d) for d, w in enumerate(DIGIT_WORDS)])  # (10, D)
         embs.append(emb)
         per_template[tpl] = float((similarity(img, emb).argmax(1) == labels).float().mean())
     prompts = torch.stack(embs, 1)  # (10, T, D)

@@ -30,12 +30,12 @@ import torch
 
 from omnitok.align.api import encode_text
 from omnitok.align.model import AlignModel
+from omnitok.data.sources.digits import DIGIT_WORDS
 from omnitok.generation.diffusion import DiffusionPipeline, TextEmbedder
 
 __all__ = ["add_arguments", "emoji_table", "evaluate_diffusion", "evaluate_emoji", "load_pipeline", "real_digits",
            "real_emoji", "run"]
 
-WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 def load_pipeline(path: str | Path, device: str | torch.device = "cpu") -> DiffusionPipeline:
@@ -74,7 +74,7 @@ def evaluate_diffusion(ckpt: str, settings: list[tuple[str, int]], *, cfg_scale:
     folder = find_diffusion_folder(ckpt)
     pipe = load_pipeline(folder)
     clf = load_or_train(judge_dir, data_root=data_root, progress=progress)
-    prompts = [f"the digit {WORDS[k]}" for k in range(10) for _ in range(per_digit)]
+    prompts = [f"the digit {DIGIT_WORDS[k]}" for k in range(10) for _ in range(per_digit)]
     labels = torch.tensor([k for k in range(10) for _ in range(per_digit)])
     fid_net, real_feats = None, None
     if fid:

@@ -23,13 +23,13 @@ from typing import Any
 
 import torch
 
+from omnitok.data.sources.digits import DIGIT_WORDS
 from omnitok.eval.judges.digit_classifier import load_or_train
 from omnitok.eval.judges.digit_text import digit_from_text
 from omnitok.generation.hybrid import HybridPipeline, find_hybrid_folder
 
 __all__ = ["add_arguments", "evaluate_transfusion", "held_out_digits", "run"]
 
-WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 def held_out_digits(per_digit: int, split: str, size: int, data_root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +59,7 @@ def evaluate_transfusion(ckpt: str, steps: list[int], *, cfg_scale: float = 3.0,
     pipe = HybridPipeline.load(folder)
     clf = load_or_train(judge_dir, data_root=data_root, progress=progress)
     n = 10 * per_digit
-    prompts = [f"the digit {WORDS[i % 10]}" for i in range(n)]
+    prompts = [f"the digit {DIGIT_WORDS[i % 10]}" for i in range(n)]
     labels = torch.tensor([i % 10 for i in range(n)])
     real, real_labels = held_out_digits(per_digit, split, pipe.image_side(), data_root)
     fid_net, real_feats = None, None

@@ -44,6 +44,7 @@ from tqdm import tqdm
 from omnitok._overrides import apply_overrides, load_yaml, preset_file
 from omnitok.align.api import encode_text
 from omnitok.align.model import AlignModel
+from omnitok.data.sources.digits import DIGIT_WORDS
 from omnitok.diffusion import make_scheduler
 from omnitok.diffusion.model import DiffusionModel
 from omnitok.diffusion.text import pad_ids
@@ -171,8 +172,7 @@ def _default_prompts(cfg: dict[str, Any]) -> list[str]:
     if cfg["sample"].get("prompts"):
         return list(cfg["sample"]["prompts"])
     if cfg["data"]["name"] == "digits":
-        words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-        return [f"the digit {w}" for w in words]
+        return [f"the digit {w}" for w in DIGIT_WORDS]
     if cfg["data"]["name"] == "synthetic":
         return [f"a {c} square" for c in COLOURS]
     return []

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from omnitok._overrides import apply_overrides, load_yaml, preset_file
+from omnitok.data.sources.digits import DIGIT_WORDS
 from omnitok.diffusion import make_scheduler
 from omnitok.generation.hybrid import HybridPipeline, hybrid_document, hybrid_text
 from omnitok.model.config import ModelConfig
@@ -164,8 +165,7 @@ def _default_prompts(cfg: dict[str, Any]) -> list[str]:
     if cfg["sample"].get("prompts"):
         return list(cfg["sample"]["prompts"])
     if cfg["data"]["name"] == "digits":
-        words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-        return [f"the digit {w}" for w in words]
+        return [f"the digit {w}" for w in DIGIT_WORDS]
     if cfg["data"]["name"] == "synthetic":
         return ["a red square", "a green square", "a blue square", "a yellow square"]
     return []

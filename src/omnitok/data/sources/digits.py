@@ -36,7 +36,8 @@ MODALITY = "image"
 DEFAULT_SIZE = None  # stored at the native 28 px
 SIDE = 28
 
-WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+#: the digit words, the one list every caption, prompt and judge of digits uses
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TEMPLATES = [
     "the digit {word}",
     "a handwritten {digit}",
@@ -51,7 +52,7 @@ TEMPLATES = [
 
 def captions(digit: int) -> list[str]:
     """Every caption template filled in for ``digit``."""
-    return [t.format(word=WORDS[digit], digit=digit) for t in TEMPLATES]
+    return [t.format(word=DIGIT_WORDS[digit], digit=digit) for t in TEMPLATES]
 
 
 def load_mnist(ctx: BuildContext) -> list[np.ndarray]:
@@ -88,7 +89,7 @@ def iter_examples(ctx: BuildContext) -> Iterator[Example]:
             meta = {
                 "caption": caption,
                 "label": d,
-                "word": WORDS[d],
+                "word": DIGIT_WORDS[d],
                 "index_in_class": i,
                 "source": NAME,
                 "licence": LICENCE,

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from omnitok.data import audio_augment
+from omnitok.data.sources.digits import DIGIT_WORDS
 from omnitok.data.splits import key_fraction
 from omnitok.data.splits import split_of as split_by_key
 from omnitok.data.types import Example
@@ -79,7 +80,6 @@ MODALITY = "audio"
 SAMPLE_RATE = 16000
 SHARD_SIZE = 1000
 
-DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 FLITE_VOICES = ("kal16", "awb", "rms", "slt")  # the default draw
 FLITE_ALL_VOICES = (*FLITE_VOICES, "kal")  # every general voice Debian flite ships (kal: 8 kHz diphones;

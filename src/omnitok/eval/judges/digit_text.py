@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from omnitok.data.sources.speech import DIGIT_WORDS
+from omnitok.data.sources.digits import DIGIT_WORDS
 
 __all__ = ["DIGIT_WORDS", "digit_from_text"]
 
