@@ -18,7 +18,8 @@ def served(served_run):
 def test_load_served_model(served, served_run):
     assert served.modalities == ["audio", "image", "text", "video"]
     assert served.image_size == 32 and served.video_frames == 5 and served.audio_rate == 16000
-    assert served.image_grid(32, 32) == (8, 8) and served.video_grid(32, 32) == (2, 8, 8)
+    # quickstart-debug-video: a 4x4 first frame (f8 at 32 px) and one row of 4 motion steps for frames 2-5
+    assert served.image_grid(32, 32) == (8, 8) and served.video_grid(32, 32) == (1, 5, 4)
     with pytest.raises(ValueError, match="divisible"):
         served.image_grid(30, 30)
 
