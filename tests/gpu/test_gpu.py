@@ -187,7 +187,7 @@ def test_audio_codec_bf16_step_close_to_fp32(record_property: Callable[[str, obj
 
     def step(m: torch.nn.Module) -> Tensor:
         out = m(x)
-        return recon(out.audio.float(), x)[0] + out.vq_loss.float()  # the trainer's split: FFT losses in fp32
+        return recon(out.recon.float(), x)[0] + out.loss.float()  # the trainer's split: FFT losses in fp32
 
     _compare_bf16_fp32(record_property, codec, step)
 

@@ -4,6 +4,7 @@ captions from the final folder, resumes bit-identically, builds the right target
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,14 +90,23 @@ def test_cli_generates_both_ways(tmp_path, debug_run, capsys) -> None:
 
 
 def test_eval_transfusion_rows_and_captions(tmp_path, debug_run, capsys) -> None:
+    import os
+
+    from omnitok.data.build import build_dataset
     from omnitok.eval.judges.digit_classifier import DigitClassifier, DigitCNN
 
     _, final = debug_run
+    # held-out digits of its own (the cache of the machine running the tests may have none)
+    npm = Path(os.environ.get("OMNITOK_TEST_NPM_DIR", Path.home() / ".cache" / "omnitok-test-npm"))
+    npm.mkdir(parents=True, exist_ok=True)
+    root = tmp_path / "data"
+    build_dataset("digits", limit=300, root=root, progress=False, npm_root=npm, allow_apt=False,
+                  splits="train=0.4,val=0.1,test=0.5")
     torch.manual_seed(0)
     DigitClassifier(DigitCNN(), test_accuracy=0.5).save(tmp_path / "judge")  # any judge: the plumbing is tested
     out = tmp_path / "eval.json"
     assert main(["eval", "transfusion", str(final), "--steps", "2,3", "--per-digit", "2", "--batch-size", "8",
-                 "--judge-dir", str(tmp_path / "judge"), "--samples", str(tmp_path / "grids"), "--out", str(out),
+                 "--judge-dir", str(tmp_path / "judge"), "--data-root", str(root), "--samples", str(tmp_path / "grids"), "--out", str(out),
                  "--no-progress", "--threads", "1"]) == 0
     res = json.loads(out.read_text())
     assert [r["steps"] for r in res["t2i"]] == [2, 3]
