@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from omnitok.data.sources.digits import DIGIT_WORDS
 from omnitok.data.types import Example
 from omnitok.io.video import video_codec, write_mp4
 
@@ -58,7 +59,7 @@ DEFAULT_FPS = 8
 DEFAULT_COUNTS = {"digit_clips": 4000, "emoji_clips": 1000}
 
 
-DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGIT_NAMES = DIGIT_WORDS  # one digit word list (data/sources/digits.py)
 
 # direction name -> unit vector (dx, dy) in image coordinates (y grows downwards)
 DIRECTIONS: dict[str, tuple[float, float]] = {
