@@ -85,6 +85,22 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from e
 
 
+def model_folder(path: str | os.PathLike[str], what: str) -> Path:
+    """A model folder (``model.safetensors``), a training checkpoint folder, or a run folder (its ``final/``, else its
+    newest checkpoint holding weights); ``what`` names the model in the error, e.g. "diffusion model"."""
+    p = Path(path)
+    if (p / "model.safetensors").is_file():
+        return p
+    if (p / "final" / "model.safetensors").is_file():
+        return p / "final"
+    ckpts = sorted((p / "checkpoints").glob("step_*")) if (p / "checkpoints").is_dir() else []
+    ckpts = [c for c in ckpts if (c / "model.safetensors").is_file()]
+    if ckpts:
+        return ckpts[-1]
+    raise ValueError(f"--ckpt {path}: expected a {what} folder (config.json + model.safetensors), a "
+                     "training checkpoint, or a run folder with final/ or checkpoints/")
+
+
 def latest_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
     """The newest complete checkpoint folder under ``<out_dir>/checkpoints`` (or ``out_dir`` itself): the one
     ``checkpoints/latest.json`` names, else the last ``step_*`` folder; None when there is none."""

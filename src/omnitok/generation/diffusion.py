@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from omnitok._io import model_folder
 from omnitok.codecs.base import load_codec
 from omnitok.diffusion import make_scheduler
 from omnitok.diffusion.model import DiffusionModel
@@ -80,18 +81,8 @@ def image_grid(images: Tensor, cols: int | None = None, pad: int = 2) -> Tensor:
 
 
 def find_diffusion_folder(path: str | Path) -> Path:
-    """A model folder, a training checkpoint folder, or a run folder (its ``final/``, else its latest checkpoint)."""
-    p = Path(path)
-    if (p / "model.safetensors").is_file():
-        return p
-    if (p / "final" / "model.safetensors").is_file():
-        return p / "final"
-    ckpts = sorted((p / "checkpoints").glob("step_*")) if (p / "checkpoints").is_dir() else []
-    ckpts = [c for c in ckpts if (c / "model.safetensors").is_file()]
-    if ckpts:
-        return ckpts[-1]
-    raise ValueError(f"--ckpt {path}: expected a diffusion model folder (config.json + model.safetensors), a "
-                     "training checkpoint, or a run folder with final/ or checkpoints/")
+    """A model folder, a training checkpoint folder or a run folder (its ``final/``, else its latest checkpoint)."""
+    return model_folder(path, "diffusion model")
 
 
 def _beside(folder: Path, name: str) -> Path | None:

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from omnitok._io import model_folder
 from omnitok.diffusion import make_scheduler
 from omnitok.generation.cfg import guide
 from omnitok.model.kv_cache import StaticKVCache
@@ -168,17 +169,7 @@ def caption_ids(model: TransfusionModel, prompt: Tensor, image_mask: Tensor, pat
 
 def find_hybrid_folder(path: str | Path) -> Path:
     """A model folder, a training checkpoint folder or a run folder (its ``final/``, else its latest checkpoint)."""
-    p = Path(path)
-    if (p / "model.safetensors").is_file() and (p / "config.json").is_file():
-        return p
-    if (p / "final" / "model.safetensors").is_file():
-        return p / "final"
-    ckpts = sorted((p / "checkpoints").glob("step_*")) if (p / "checkpoints").is_dir() else []
-    ckpts = [c for c in ckpts if (c / "model.safetensors").is_file()]
-    if ckpts:
-        return ckpts[-1]
-    raise ValueError(f"--ckpt {path}: expected a Transfusion model folder (config.json + model.safetensors), a "
-                     "training checkpoint, or a run folder with final/ or checkpoints/")
+    return model_folder(path, "Transfusion model")
 
 
 def _beside(folder: Path, name: str, marker: str) -> Path | None:
