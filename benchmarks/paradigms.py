@@ -1,14 +1,18 @@
 """Every generation paradigm of omnitok on digits, on the same prompts, judges and machine, in ONE run.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/paradigms.py [--per-digit 5] [--batch-size 10] [--threads 1] \
-        [--quickstart runs/quickstart-ref] [--masked runs/masked-digits] [--diffusion runs/diffusion/digits-latent] \
-        [--transfusion runs/transfusion/digits] [--out benchmarks/results/paradigms_cpu.json]
+        [--nexttoken runs/paradigms/nexttoken] [--quickstart runs/quickstart-ref] [--masked runs/paradigms/masked] \
+        [--diffusion runs/paradigms/digits-latent] [--transfusion runs/transfusion/digits] \
+        [--out benchmarks/results/paradigms_cpu.json]
 
 Rows (each a model and a decoder; all draw the text -> image prompts "the digit k", ``--per-digit`` each):
 
-* ``next-token``: the quickstart's LM (``--quickstart``: lm/final, vocab/; 4 x 4 FSQ digit codes), cached decoding
-  with the model's recorded sampling (its generation_config.json: CFG 5, top-k 20);
+* ``next-token``: a digits-only next-token LM (``--nexttoken``: lm/final, vocab/; the masked-digits preset with no
+  masked documents, 8 x 8 LFQ codes), cached decoding, CFG 5, top-k 20;
 * ``next-token + jacobi``: the same model and sampling, speculative Jacobi decoding (window 3 on a CPU);
+* ``quickstart next-token`` / ``quickstart next-token + jacobi``: the same two decoders on the quickstart's
+  multi-task LM (``--quickstart``: lm/final, vocab/; 4 x 4 FSQ digit codes) with its recorded sampling (its
+  generation_config.json: CFG 5, top-k 20);
 * ``masked-K``: the masked-digits LM (``--masked``: lm/final, vocab/; 8 x 8 LFQ codes), MaskGIT decoding in K forwards
   (``--masked-steps``), CFG 5, top-k 20 (the setting of docs/results.md, masked decoding);
 * ``latent diffusion DDIM-K``: the digits-latent U-Net (``--diffusion``) on the digits codec's latents, DDIM eta 0,
@@ -24,10 +28,10 @@ Seeds: batch b of every row uses seed ``--seed + b``. Judges: the digit CNN of `
 (:mod:`omnitok.eval.judges.digit_classifier`, trained on real digits only) reads every image; FID
 (:mod:`omnitok.eval.fid`) of each row's images against as many held-out test digits (balanced over labels), plus
 the floor of that column (as many val digits against the same test digits). Image -> text, for the models that
-caption (the two LMs, greedy, at most 16 ids; the hybrid, greedy from clean latents): ``--per-digit`` held-out test
+caption (the three LMs, greedy, at most 16 ids; the hybrid, greedy from clean latents): ``--per-digit`` held-out test
 digits per label, accuracy = the share of captions naming the right digit (:func:`digit_from_text`), seconds per
 image of the same batches. Training minutes and steps come from each model's own records (quickstart: timings.json
-stage "lm"; masked-digits: the latest checkpoint's train_seconds; diffusion: log.jsonl; Transfusion: its
+stage "lm"; masked-digits and the next-token digits LM: the latest checkpoint's train_seconds; diffusion: log.jsonl; Transfusion: its
 config.json), parameters from the loaded weights. Writes JSON (``--out``) and a figure (``--figure``: digit accuracy
 and FID against seconds per image, one curve per paradigm) and prints a Markdown table.
 """
@@ -130,11 +134,14 @@ def lm_rows(run: Path, kind: str, masked_steps: list[int]) -> tuple[list[Row], d
                        cfg_scale=1.0)
         return [s.text or "" for s in out.outputs], int(out.stats["forwards"])
 
-    name = "quickstart LM" if kind == "quickstart" else "masked-digits LM"
+    name = {"quickstart": "quickstart LM", "nexttoken": "next-token digits LM"}.get(kind, "masked-digits LM")
     rows: list[Row] = []
-    if kind == "quickstart":
-        rows.append(Row("next-token", "next-token", name, t2i("cached", None), i2t, sampling=sampling))
-        rows.append(Row("next-token + jacobi", "next-token + jacobi", name, t2i("jacobi", None), i2t, sampling=sampling))
+    if kind in ("quickstart", "nexttoken"):
+        tag = "quickstart " if kind == "quickstart" else ""
+        label = " (quickstart LM, multi-task)" if kind == "quickstart" else ""
+        rows.append(Row(f"{tag}next-token", f"next-token{label}", name, t2i("cached", None), i2t, sampling=sampling))
+        rows.append(Row(f"{tag}next-token + jacobi", f"next-token + jacobi{label}", name, t2i("jacobi", None), i2t,
+                        sampling=sampling))
     else:
         for k in masked_steps:
             rows.append(Row(f"masked-{k}", "masked", name, t2i("masked", k), i2t, steps=k, sampling=sampling))
@@ -187,9 +194,11 @@ def hybrid_rows(run: Path, steps: list[int], cfg: float) -> tuple[list[Row], dic
 # ----- the run ------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--nexttoken", default="runs/paradigms/nexttoken",
+                    help="digits next-token LM run folder (lm/, vocab/)")
     ap.add_argument("--quickstart", default="runs/quickstart-ref", help="quickstart run folder (lm/, vocab/)")
-    ap.add_argument("--masked", default="runs/masked-digits", help="masked-digits run folder (lm/, vocab/)")
-    ap.add_argument("--diffusion", default="runs/diffusion/digits-latent")
+    ap.add_argument("--masked", default="runs/paradigms/masked", help="masked-digits run folder (lm/, vocab/)")
+    ap.add_argument("--diffusion", default="runs/paradigms/digits-latent")
     ap.add_argument("--transfusion", default="runs/transfusion/digits")
     ap.add_argument("--masked-steps", default="4,8,16")
     ap.add_argument("--diffusion-steps", default="10,20,50")
@@ -199,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--skip", default="", help="comma-separated paradigms to leave out: quickstart,masked,diffusion,"
-                                               "transfusion")
+    ap.add_argument("--skip", default="", help="comma-separated paradigms to leave out: nexttoken,quickstart,masked,"
+                                               "diffusion,transfusion")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--no-fid", action="store_true")
     ap.add_argument("--out", default=str(RESULTS / "paradigms_cpu.json"))
@@ -217,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     skip = {s for s in args.skip.split(",") if s}
     rows: list[Row] = []
     models: dict[str, Any] = {}
+    if "nexttoken" not in skip:
+        r, models["next-token digits LM"] = lm_rows(Path(args.nexttoken), "nexttoken", [])
+        rows += r
     if "quickstart" not in skip:
         r, models["quickstart LM"] = lm_rows(Path(args.quickstart), "quickstart", [])
         rows += r
