@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from omnitok.codecs.base import Codec, CodecOutput, quantizer_preset
+from omnitok.codecs.base import CodecOutput, QuantizedCodec, quantizer_preset
 from omnitok.io.audio import read_audio, resample
 from omnitok.nn.seanet import SEANetDecoder, SEANetEncoder, SEANetISTFTDecoder
 from omnitok.quantizers.base import Quantizer, QuantizerOutput
@@ -48,7 +48,7 @@ from omnitok.quantizers.registry import build_quantizer
 __all__ = ["AudioCodec", "CodecOutput"]
 
 
-class AudioCodec(Codec):
+class AudioCodec(QuantizedCodec):
     """Neural audio codec: causal SEANet + residual VQ. Constructor args are stored in ``config``.
 
     Args:
@@ -150,15 +150,7 @@ class AudioCodec(Codec):
         #: frames of history that make a chunk's codes exact (see the module docstring)
         self.context_frames = max(math.ceil((self.encoder.receptive_field - self.hop) / self.hop), 0)
 
-    # ----- sizes -----------------------------------------------------------------------------------
-    @property
-    def codebook_size(self) -> int:
-        return self.config["codebook_size"]
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.config["num_codebooks"]
-
+    # ----- sizes (codebook_size, num_codebooks: the residual VQ's) -----------------------------------
     @property
     def frame_rate(self) -> float:
         return self.sample_rate / self.hop

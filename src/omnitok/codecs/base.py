@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from omnitok._io import CheckpointError, fsync_replace, load_safetensors, sha256_file, write_json_atomic
-from omnitok.quantizers.base import Quantizer
+from omnitok.quantizers.base import CodeSpace, Quantizer
 from omnitok.quantizers.registry import build_quantizer
 
 CONFIG_NAME = "config.json"
@@ -69,8 +69,9 @@ def quantizer_preset(quantizer: Quantizer, who: str) -> tuple[str, dict[str, Any
     return preset[0], dict(preset[1])
 
 
-class Codec(nn.Module, ABC):
-    """Base class of every codec. Subclasses store their constructor kwargs in ``self.config``."""
+class Codec(nn.Module, CodeSpace):
+    """Base class of every codec. Subclasses store their constructor kwargs in ``self.config``; ``codebook_size``
+    and ``num_codebooks`` (default 1) come from :class:`~omnitok.quantizers.base.CodeSpace`."""
 
     #: "text" | "image" | "audio" | "video"
     modality: ClassVar[str]
@@ -96,15 +97,6 @@ class Codec(nn.Module, ABC):
     @abstractmethod
     def code_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The code grid for one input of ``input_shape`` (no batch dimension)."""
-
-    @property
-    @abstractmethod
-    def codebook_size(self) -> int:
-        """Distinct codes per codebook."""
-
-    @property
-    def num_codebooks(self) -> int:
-        return 1
 
     # ----- folders ----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> str:
@@ -173,6 +165,20 @@ class Codec(nn.Module, ABC):
                 parts.append("shape mismatches " + "; ".join(wrong[:8]))
             raise CheckpointError(f"{path}: weights disagree with config.json: " + ", ".join(parts))
         self.load_state_dict(state)
+
+
+class QuantizedCodec(Codec):
+    """A codec around one :class:`Quantizer` (``self.quantizer``): its codes are the quantizer's, so are its sizes."""
+
+    quantizer: Quantizer
+
+    @property
+    def codebook_size(self) -> int:
+        return self.quantizer.codebook_size
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.quantizer.num_codebooks
 
 
 def load_codec(directory: str | os.PathLike[str], map_location: str = "cpu", verify: bool = True) -> Codec:

@@ -15,14 +15,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from omnitok.codecs.base import Codec
-from omnitok.codecs.image import CodecOutput, ImageCodec, check_float_batch
-from omnitok.quantizers.base import Quantizer
+from omnitok.codecs.image import CodecOutput, ImageBasedCodec, ImageCodec, check_code_batch, check_float_batch
 
 __all__ = ["FrameCodec"]
 
 
-class FrameCodec(Codec):
+class FrameCodec(ImageBasedCodec):
     """Every frame through one image codec (its constructor arguments in ``image``)."""
 
     modality = "video"
@@ -34,26 +32,6 @@ class FrameCodec(Codec):
         self.in_channels = self.image.in_channels
         self.factor = self.image.factor
         self.weights_sha256: str | None = None
-
-    @classmethod
-    def from_image_codec(cls, image: ImageCodec) -> FrameCodec:
-        """A FrameCodec holding a copy of a trained image codec's weights."""
-        codec = cls(dict(image.config))
-        codec.image.load_state_dict(image.state_dict())
-        return codec.eval()
-
-    @property
-    def quantizer(self) -> Quantizer:
-        """The image codec's quantizer (the trainer's EMA copies its state)."""
-        return self.image.quantizer
-
-    @property
-    def codebook_size(self) -> int:
-        return self.image.codebook_size
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.image.num_codebooks
 
     def code_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """(C, T, H, W) or (T, H, W) -> (T, H/f, W/f)."""
@@ -87,9 +65,7 @@ class FrameCodec(Codec):
     @torch.no_grad()
     def decode(self, codes: Tensor) -> Tensor:
         """codes (B, T, h, w, num_codebooks) -> video (B, C, T, h*f, w*f)."""
-        if not isinstance(codes, Tensor) or codes.dim() != 5:
-            shape = tuple(codes.shape) if isinstance(codes, Tensor) else type(codes).__name__
-            raise ValueError(f"FrameCodec.decode: codes must be shaped (B, T, h, w, num_codebooks), got {shape}")
+        check_code_batch(codes, 5, "FrameCodec", "(B, T, h, w, num_codebooks)")
         b, t = codes.shape[:2]
         frames = self.image.decode(codes.reshape(b * t, *codes.shape[2:]))  # (B*T, C, H, W)
         return frames.reshape(b, t, *frames.shape[1:]).transpose(1, 2)

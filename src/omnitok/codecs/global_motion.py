@@ -28,9 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from omnitok.codecs.base import Codec
-from omnitok.codecs.image import CodecOutput, ImageCodec, check_float_batch
-from omnitok.quantizers.base import Quantizer
+from omnitok.codecs.image import CodecOutput, ImageBasedCodec, ImageCodec, check_float_batch
 
 __all__ = ["GlobalMotionCodec", "translate"]
 
@@ -53,7 +51,7 @@ def _background(x: Tensor) -> Tensor:
     return x.flatten(2).median(-1).values
 
 
-class GlobalMotionCodec(Codec):
+class GlobalMotionCodec(ImageBasedCodec):
     """First frame by an image codec (constructor arguments in ``image``), later frames by quantised global
     motion steps of ``step`` px, at most ``max_step`` px per axis and frame. ``aspect``: frame width / height
     (1 for square clips), so a decoder tells the first frame's rows from the motion rows."""
@@ -81,19 +79,6 @@ class GlobalMotionCodec(Codec):
         self.register_buffer("steps", torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2),
                              persistent=False)
         self.weights_sha256: str | None = None
-
-    @classmethod
-    def from_image_codec(cls, image: ImageCodec, step: float = 0.25, max_step: float = 2.0,
-                         aspect: float = 1.0) -> GlobalMotionCodec:
-        """A GlobalMotionCodec holding a copy of a trained image codec's weights."""
-        codec = cls(dict(image.config), step=step, max_step=max_step, aspect=aspect)
-        codec.image.load_state_dict(image.state_dict())
-        return codec.eval()
-
-    @property
-    def quantizer(self) -> Quantizer:
-        """The image codec's quantizer (the trainer's EMA copies its state)."""
-        return self.image.quantizer
 
     @property
     def codebook_size(self) -> int:

@@ -11,16 +11,16 @@ RGB -> L by ITU-R 601 luma), so the codec itself only ever sees the channel coun
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from omnitok.codecs.base import Codec, CodecOutput, codec_quantizer
+from omnitok.codecs.base import CodecOutput, QuantizedCodec, codec_quantizer
 from omnitok.nn.conv import ConvDecoder2d, ConvEncoder2d
 from omnitok.quantizers.base import Quantizer
 
-__all__ = ["CodecOutput", "ImageCodec"]  # CodecOutput: defined in codecs/base.py, shared by every codec
+__all__ = ["CodecOutput", "ImageBasedCodec", "ImageCodec"]  # CodecOutput: defined in codecs/base.py
 
 
 def check_float_batch(x: Tensor, ndim: int, channels: int, who: str, layout: str) -> None:
@@ -37,7 +37,34 @@ def check_float_batch(x: Tensor, ndim: int, channels: int, who: str, layout: str
         raise ValueError(f"{who}: input must be a float tensor in [-1, 1], got dtype {x.dtype}")
 
 
-class ImageCodec(Codec):
+def check_code_batch(codes: Tensor, ndim: int, who: str, layout: str) -> None:
+    """ValueError naming ``who`` unless ``codes`` is a tensor of ``ndim`` dims (the ``layout`` a decoder takes)."""
+    if not isinstance(codes, Tensor) or codes.dim() != ndim:
+        shape = tuple(codes.shape) if isinstance(codes, Tensor) else type(codes).__name__
+        raise ValueError(f"{who}.decode: codes must be shaped {layout}, got {shape}")
+
+
+def spatial_grid(h: int, w: int, factor: int, who: str, what: str) -> tuple[int, int]:
+    """An (H, W) ``what`` (image, frame) -> its code grid (H/f, W/f); ValueError unless f divides both."""
+    f = factor
+    if h <= 0 or w <= 0 or h % f or w % f:
+        raise ValueError(
+            f"{who}: {what} size {h}x{w} is not divisible by the downsampling factor f={f}; "
+            f"resize or crop to a multiple of {f} (e.g. {max(f, h // f * f)}x{max(f, w // f * f)})"
+        )
+    return (h // f, w // f)
+
+
+def conv_config(in_channels: int, channels: int, channel_mult: list[int] | tuple[int, ...], num_res_blocks: int,
+                attention: bool, z_channels: int, who: str) -> dict[str, Any]:
+    """The conv encoder / decoder part of an image or video codec's config (checked: 1 or 3 channels)."""
+    if in_channels not in (1, 3):
+        raise ValueError(f"{who}: in_channels must be 1 or 3, got {in_channels}")
+    return {"in_channels": in_channels, "channels": channels, "channel_mult": list(channel_mult),
+            "num_res_blocks": num_res_blocks, "attention": attention, "z_channels": z_channels}
+
+
+class ImageCodec(QuantizedCodec):
     """Conv encoder, quantizer, mirrored decoder.
 
     ``quantizer``: a :class:`Quantizer` built by ``build_quantizer`` (codecs/builder.py passes one), or its name
@@ -58,21 +85,11 @@ class ImageCodec(Codec):
         quantizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if in_channels not in (1, 3):
-            raise ValueError(f"ImageCodec: in_channels must be 1 or 3, got {in_channels}")
+        conv = conv_config(in_channels, channels, channel_mult, num_res_blocks, attention, z_channels, "ImageCodec")
         if len(channel_mult) < 2:
             raise ValueError(f"ImageCodec: channel_mult needs >= 2 levels (f >= 2), got {list(channel_mult)}")
         quantizer, qname, quantizer_kwargs = codec_quantizer(quantizer, quantizer_kwargs, "ImageCodec")
-        self.config = {
-            "in_channels": in_channels,
-            "channels": channels,
-            "channel_mult": list(channel_mult),
-            "num_res_blocks": num_res_blocks,
-            "attention": attention,
-            "z_channels": z_channels,
-            "quantizer": qname,
-            "quantizer_kwargs": quantizer_kwargs,
-        }
+        self.config = {**conv, "quantizer": qname, "quantizer_kwargs": quantizer_kwargs}
         self.in_channels = in_channels
         self.factor = 2 ** (len(channel_mult) - 1)
         self.quantizer: Quantizer = quantizer
@@ -84,26 +101,11 @@ class ImageCodec(Codec):
         self.weights_sha256: str | None = None
 
     # ----- shapes ------------------------------------------------------------------------------
-    @property
-    def codebook_size(self) -> int:
-        return self.quantizer.codebook_size
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.quantizer.num_codebooks
-
     def code_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """(C, H, W) or (H, W) -> (H/f, W/f); ValueError when H or W is not divisible by f."""
         if len(input_shape) not in (2, 3):
             raise ValueError(f"ImageCodec.code_grid: expected (C, H, W) or (H, W), got {tuple(input_shape)}")
-        h, w = input_shape[-2:]
-        f = self.factor
-        if h <= 0 or w <= 0 or h % f or w % f:
-            raise ValueError(
-                f"ImageCodec: image size {h}x{w} is not divisible by the downsampling factor f={f}; "
-                f"resize or crop to a multiple of {f} (e.g. {max(f, h // f * f)}x{max(f, w // f * f)})"
-            )
-        return (h // f, w // f)
+        return spatial_grid(*input_shape[-2:], self.factor, "ImageCodec", "image")
 
     # ----- codec interface ---------------------------------------------------------------------
     def _check_images(self, x: Tensor) -> None:
@@ -131,8 +133,29 @@ class ImageCodec(Codec):
     @torch.no_grad()
     def decode(self, codes: Tensor) -> Tensor:
         """codes (B, h, w, num_codebooks) -> images (B, C, h*f, w*f), roughly in [-1, 1] (not clamped)."""
-        if not isinstance(codes, Tensor) or codes.dim() != 4:
-            shape = tuple(codes.shape) if isinstance(codes, Tensor) else type(codes).__name__
-            raise ValueError(f"ImageCodec.decode: codes must be shaped (B, h, w, num_codebooks), got {shape}")
+        check_code_batch(codes, 4, "ImageCodec", "(B, h, w, num_codebooks)")
         latents = self.quantizer.codes_to_latents(codes)  # (B, h, w, D); ValueError when out of range
         return self.decoder(self.post_quant_conv(latents.movedim(-1, 1)))
+
+
+_C = TypeVar("_C", bound="ImageBasedCodec")
+
+
+class ImageBasedCodec(QuantizedCodec):
+    """What the video codecs built around one :class:`ImageCodec` (``self.image``, its arguments in the
+    constructor's first argument ``image``) share: its quantizer, and a copy of a trained one's weights."""
+
+    image: ImageCodec
+
+    @classmethod
+    def from_image_codec(cls: type[_C], image: ImageCodec, **kwargs: Any) -> _C:
+        """A codec of this class (its other constructor arguments in ``kwargs``) holding a copy of a trained image
+        codec's weights, in eval mode."""
+        codec = cls(dict(image.config), **kwargs)
+        codec.image.load_state_dict(image.state_dict())
+        return codec.eval()
+
+    @property
+    def quantizer(self) -> Quantizer:
+        """The image codec's quantizer (the trainer's EMA copies its state)."""
+        return self.image.quantizer

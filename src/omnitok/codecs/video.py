@@ -17,19 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omnitok.codecs.base import Codec, CodecOutput, codec_quantizer
-from omnitok.codecs.image import check_float_batch
-from omnitok.nn.conv import ConvDecoder2d, ConvEncoder2d, group_norm
+from omnitok.codecs.base import CodecOutput, QuantizedCodec, codec_quantizer
+from omnitok.codecs.image import check_code_batch, check_float_batch, conv_config, spatial_grid
+from omnitok.nn.conv import ConvDecoder2d, ConvEncoder2d, group_norm, per_frame
 from omnitok.quantizers.base import Quantizer
 
 __all__ = ["CausalTemporalDown", "CausalTemporalUp", "VideoCodec"]
-
-
-def _frame_norm(norm: nn.GroupNorm, x: Tensor) -> Tensor:
-    """GroupNorm applied to each frame on its own (statistics over time would leak the future)."""
-    b, c, t, h, w = x.shape
-    y = norm(x.transpose(1, 2).reshape(b * t, c, h, w))
-    return y.reshape(b, t, c, h, w).transpose(1, 2)
 
 
 def _causal_pad(x: Tensor, frames: int) -> Tensor:
@@ -48,7 +41,7 @@ class CausalTemporalDown(nn.Module):
         self.norm = group_norm(channels)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, T, H, W), T even -> (B, C, T/2, H, W)
-        return F.silu(_frame_norm(self.norm, self.conv(_causal_pad(x, 1))))
+        return F.silu(per_frame(self.norm, self.conv(_causal_pad(x, 1))))
 
 
 class CausalTemporalUp(nn.Module):
@@ -63,10 +56,20 @@ class CausalTemporalUp(nn.Module):
         b, c, t, h, w = x.shape
         y = self.conv(_causal_pad(x, 2)).reshape(b, 2, c, t, h, w)
         y = y.permute(0, 2, 3, 1, 4, 5).reshape(b, c, 2 * t, h, w)  # frame 2t, 2t+1 from step t
-        return F.silu(_frame_norm(self.norm, y))
+        return F.silu(per_frame(self.norm, y))
 
 
-class VideoCodec(Codec):
+def _after_first_frame(layers: nn.ModuleList, feats: Tensor) -> Tensor:
+    """Run the temporal ``layers`` over every frame but the first, which stays alone: (B, Z, T, h, w) in."""
+    first, rest = feats[:, :, :1], feats[:, :, 1:]
+    if not rest.shape[2]:
+        return first
+    for layer in layers:
+        rest = layer(rest)
+    return torch.cat([first, rest], dim=2)
+
+
+class VideoCodec(QuantizedCodec):
     """Per-frame spatial encoder + causal temporal compression (stride 1, 2 or 4) + quantizer + mirror."""
 
     modality = "video"
@@ -88,20 +91,10 @@ class VideoCodec(Codec):
         super().__init__()
         if temporal_stride not in (1, 2, 4):
             raise ValueError(f"VideoCodec: temporal_stride must be 1, 2 or 4, got {temporal_stride}")
-        if in_channels not in (1, 3):
-            raise ValueError(f"VideoCodec: in_channels must be 1 or 3, got {in_channels}")
+        conv = conv_config(in_channels, channels, channel_mult, num_res_blocks, attention, z_channels, "VideoCodec")
         quantizer, qname, quantizer_kwargs = codec_quantizer(quantizer, quantizer_kwargs, "VideoCodec")
-        self.config = {
-            "in_channels": in_channels,
-            "channels": channels,
-            "channel_mult": list(channel_mult),
-            "num_res_blocks": num_res_blocks,
-            "attention": attention,
-            "z_channels": z_channels,
-            "temporal_stride": temporal_stride,
-            "quantizer": qname,
-            "quantizer_kwargs": quantizer_kwargs,
-        }
+        self.config = {**conv, "temporal_stride": temporal_stride, "quantizer": qname,
+                       "quantizer_kwargs": quantizer_kwargs}
         self.in_channels = in_channels
         self.factor = 2 ** (len(channel_mult) - 1)
         self.temporal_stride = temporal_stride
@@ -116,14 +109,6 @@ class VideoCodec(Codec):
         self.decoder = ConvDecoder2d(z_channels, in_channels, channels, channel_mult, num_res_blocks, attention)
         self.weights_sha256: str | None = None
 
-    @property
-    def codebook_size(self) -> int:
-        return self.quantizer.codebook_size
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.quantizer.num_codebooks
-
     def code_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """(C, T, H, W) or (T, H, W) -> (1 + (T - 1) / s, H / f, W / f)."""
         if len(input_shape) not in (3, 4):
@@ -134,12 +119,7 @@ class VideoCodec(Codec):
             raise ValueError(
                 f"VideoCodec: {t} frames; expected T = 1 + k * {s} (temporal_stride={s}), e.g. {1 + max(0, (t - 1) // s) * s}"
             )
-        if h <= 0 or w <= 0 or h % f or w % f:
-            raise ValueError(
-                f"VideoCodec: frame size {h}x{w} is not divisible by the downsampling factor f={f}; "
-                f"resize or crop to a multiple of {f}"
-            )
-        return (1 + (t - 1) // s, h // f, w // f)
+        return (1 + (t - 1) // s, *spatial_grid(h, w, f, "VideoCodec", "frame"))
 
     def _check_video(self, x: Tensor) -> None:
         check_float_batch(x, 5, self.in_channels, "VideoCodec", "(B, C, T, H, W)")
@@ -148,37 +128,13 @@ class VideoCodec(Codec):
     # ----- encoder / decoder halves ------------------------------------------------------------
     def encode_latents(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) -> latents (B, D, 1 + (T-1)/s, H/f, W/f)."""
-        b, c, t, hh, ww = x.shape
-        feats = self.encoder(x.transpose(1, 2).reshape(b * t, c, hh, ww))  # (B*T, Z, h, w)
-        _, z, h, w = feats.shape
-        feats = feats.reshape(b, t, z, h, w).transpose(1, 2)  # (B, Z, T, h, w)
-        first, rest = feats[:, :, :1], feats[:, :, 1:]
-        if rest.shape[2]:
-            for layer in self.temporal_down:
-                rest = layer(rest)
-            feats = torch.cat([first, rest], dim=2)
-        else:
-            feats = first
-        tl = feats.shape[2]
-        lat = self.quant_conv(feats.transpose(1, 2).reshape(b * tl, z, h, w))  # (B*T', D, h, w)
-        return lat.reshape(b, tl, -1, h, w).transpose(1, 2)
+        feats = _after_first_frame(self.temporal_down, per_frame(self.encoder, x))  # (B, Z, T', h, w)
+        return per_frame(self.quant_conv, feats)
 
     def decode_latents(self, lat: Tensor) -> Tensor:
         """(B, D, T', h, w) -> video (B, C, 1 + (T'-1)*s, h*f, w*f)."""
-        b, d, tl, h, w = lat.shape
-        feats = self.post_quant_conv(lat.transpose(1, 2).reshape(b * tl, d, h, w))
-        z = feats.shape[1]
-        feats = feats.reshape(b, tl, z, h, w).transpose(1, 2)  # (B, Z, T', h, w)
-        first, rest = feats[:, :, :1], feats[:, :, 1:]
-        if rest.shape[2]:
-            for layer in self.temporal_up:
-                rest = layer(rest)
-            feats = torch.cat([first, rest], dim=2)
-        else:
-            feats = first
-        t = feats.shape[2]
-        frames = self.decoder(feats.transpose(1, 2).reshape(b * t, z, h, w))  # (B*T, C, H, W)
-        return frames.reshape(b, t, *frames.shape[1:]).transpose(1, 2)
+        feats = _after_first_frame(self.temporal_up, per_frame(self.post_quant_conv, lat))  # (B, Z, T, h, w)
+        return per_frame(self.decoder, feats)
 
     # ----- codec interface ---------------------------------------------------------------------
     def forward(self, x: Tensor) -> CodecOutput:
@@ -195,8 +151,6 @@ class VideoCodec(Codec):
     @torch.no_grad()
     def decode(self, codes: Tensor) -> Tensor:
         """codes (B, T', h, w, num_codebooks) -> video (B, C, 1 + (T'-1)*s, h*f, w*f)."""
-        if not isinstance(codes, Tensor) or codes.dim() != 5:
-            shape = tuple(codes.shape) if isinstance(codes, Tensor) else type(codes).__name__
-            raise ValueError(f"VideoCodec.decode: codes must be shaped (B, T', h, w, num_codebooks), got {shape}")
+        check_code_batch(codes, 5, "VideoCodec", "(B, T', h, w, num_codebooks)")
         latents = self.quantizer.codes_to_latents(codes)  # (B, T', h, w, D)
         return self.decode_latents(latents.movedim(-1, 1))

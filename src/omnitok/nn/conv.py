@@ -7,7 +7,8 @@ encoder / decoder stacks built from them (Esser et al., "Taming Transformers", a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ __all__ = [
     "ResBlock2d",
     "Upsample2d",
     "group_norm",
+    "per_frame",
 ]
 
 
@@ -32,6 +34,14 @@ def group_norm(channels: int, max_groups: int = 32, min_group_channels: int = 4)
     while channels % groups:
         groups -= 1
     return nn.GroupNorm(groups, channels, eps=1e-6, affine=True)
+
+
+def per_frame(module: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """A 2-D module applied to every frame of a video on its own (a norm's statistics too: none over time):
+    (B, C, T, H, W) -> (B, C', T, H', W')."""
+    b, c, t, h, w = x.shape
+    y = module(x.transpose(1, 2).reshape(b * t, c, h, w))  # (B*T, C', H', W')
+    return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
 
 
 class ResBlock2d(nn.Module):
@@ -99,83 +109,90 @@ class ConvAttention2d(nn.Module):
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
-class ConvEncoder2d(nn.Module):
+def _res_blocks(ch: int, out: int, n: int, dropout: float) -> list[nn.Module]:
+    """``n`` ResBlocks from ``ch`` to ``out`` channels (the first changes the width)."""
+    return [ResBlock2d(ch if i == 0 else out, out, dropout) for i in range(n)]
+
+
+def _middle(ch: int, attention: bool, dropout: float) -> list[nn.Module]:
+    """The lowest-resolution block of both stacks: ResBlock, optional attention, ResBlock."""
+    return [ResBlock2d(ch, ch, dropout), *([ConvAttention2d(ch)] if attention else []), ResBlock2d(ch, ch, dropout)]
+
+
+class _ConvStack2d(nn.Module, ABC):
+    """What the encoder and decoder share: their arguments and ``conv_in -> blocks -> GroupNorm, SiLU -> conv_out``;
+    each builds its ``blocks`` (:meth:`body`) from the width after ``conv_in`` (:meth:`stem_width`)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        channels: int = 64,
+        channel_mult: Sequence[int] = (1, 2, 2),
+        num_res_blocks: int = 1,
+        attention: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        ch = self.stem_width(channels, channel_mult)
+        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
+        blocks, ch = self.body(ch, channels, channel_mult, num_res_blocks, attention, dropout)
+        self.blocks = nn.Sequential(*blocks)
+        self.norm_out = group_norm(ch)
+        self.conv_out = nn.Conv2d(ch, out_channels, 3, padding=1)
+
+    @abstractmethod
+    def stem_width(self, channels: int, channel_mult: Sequence[int]) -> int:
+        """The width ``conv_in`` maps to."""
+
+    @abstractmethod
+    def body(self, ch: int, channels: int, channel_mult: Sequence[int], num_res_blocks: int, attention: bool,
+             dropout: float) -> tuple[list[nn.Module], int]:
+        """(the blocks from ``ch`` channels, the width they end at)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.blocks(self.conv_in(x))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class ConvEncoder2d(_ConvStack2d):
     """Image (B, in_channels, H, W) -> features (B, out_channels, H/f, W/f), f = 2 ** (len(channel_mult) - 1).
 
     Each level: ``num_res_blocks`` ResBlocks at ``channels * channel_mult[i]``, then a stride-2
     downsample (except the last). At the lowest resolution: ResBlock, optional attention, ResBlock.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        channels: int = 64,
-        channel_mult: Sequence[int] = (1, 2, 2),
-        num_res_blocks: int = 1,
-        attention: bool = False,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
+    def stem_width(self, channels: int, channel_mult: Sequence[int]) -> int:
+        return channels
+
+    def body(self, ch: int, channels: int, channel_mult: Sequence[int], num_res_blocks: int, attention: bool,
+             dropout: float) -> tuple[list[nn.Module], int]:
         blocks: list[nn.Module] = []
-        ch = channels
         for i, mult in enumerate(channel_mult):
-            out = channels * mult
-            for _ in range(num_res_blocks):
-                blocks.append(ResBlock2d(ch, out, dropout))
-                ch = out
+            blocks += _res_blocks(ch, channels * mult, num_res_blocks, dropout)
+            ch = channels * mult if num_res_blocks else ch  # no blocks: the width stays
             if i < len(channel_mult) - 1:
                 blocks.append(Downsample2d(ch))
-        blocks.append(ResBlock2d(ch, ch, dropout))
-        if attention:
-            blocks.append(ConvAttention2d(ch))
-        blocks.append(ResBlock2d(ch, ch, dropout))
-        self.blocks = nn.Sequential(*blocks)
-        self.norm_out = group_norm(ch)
-        self.conv_out = nn.Conv2d(ch, out_channels, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.blocks(self.conv_in(x))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return blocks + _middle(ch, attention, dropout), ch
 
 
-class ConvDecoder2d(nn.Module):
+class ConvDecoder2d(_ConvStack2d):
     """Features (B, in_channels, h, w) -> image (B, out_channels, h*f, w*f): the mirror of ConvEncoder2d."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        channels: int = 64,
-        channel_mult: Sequence[int] = (1, 2, 2),
-        num_res_blocks: int = 1,
-        attention: bool = False,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        ch = channels * channel_mult[-1]
-        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
-        blocks: list[nn.Module] = [ResBlock2d(ch, ch, dropout)]
-        if attention:
-            blocks.append(ConvAttention2d(ch))
-        blocks.append(ResBlock2d(ch, ch, dropout))
+    def stem_width(self, channels: int, channel_mult: Sequence[int]) -> int:
+        return channels * channel_mult[-1]
+
+    def body(self, ch: int, channels: int, channel_mult: Sequence[int], num_res_blocks: int, attention: bool,
+             dropout: float) -> tuple[list[nn.Module], int]:
+        blocks = _middle(ch, attention, dropout)
         for i, mult in reversed(list(enumerate(channel_mult))):
-            out = channels * mult
-            for _ in range(num_res_blocks):
-                blocks.append(ResBlock2d(ch, out, dropout))
-                ch = out
+            blocks += _res_blocks(ch, channels * mult, num_res_blocks, dropout)
+            ch = channels * mult if num_res_blocks else ch
             if i > 0:
                 blocks.append(Upsample2d(ch))
-        self.blocks = nn.Sequential(*blocks)
-        self.norm_out = group_norm(ch)
-        self.conv_out = nn.Conv2d(ch, out_channels, 3, padding=1)
+        return blocks, ch
 
     @property
     def last_layer(self) -> torch.nn.Parameter:
         """The final conv weight (VQGAN's adaptive GAN weight is computed from gradients at it)."""
         return self.conv_out.weight
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.blocks(self.conv_in(x))
-        return self.conv_out(F.silu(self.norm_out(h)))

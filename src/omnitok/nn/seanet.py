@@ -14,6 +14,7 @@ so output frame ``t`` depends on input samples ``<= (t + 1) * stride - 1`` and a
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -101,20 +102,29 @@ def _res_stack(channels: int, n_residual: int, activation: str, dilation_base: i
     return [ResidualUnit(channels, dilation_base**j, activation=activation) for j in range(n_residual)]
 
 
-class SEANetEncoder(nn.Module):
-    """Waveform (B, C_audio, T) -> latents (B, dim, T / hop), hop = prod(ratios).
+def _up_stages(c: int, widths: Sequence[int], ratios: Sequence[int], n_residual: int,
+               activation: str) -> tuple[list[nn.Module], int]:
+    """The decoders' upsampling stages from ``c`` channels -> (layers, the width they end at): per stride r,
+    activation, transposed conv (kernel 2r) to the stage's width, residual units."""
+    layers: list[nn.Module] = []
+    for r, nxt in zip(ratios, widths, strict=True):
+        layers += [make_activation(activation, c), CausalConvTranspose1d(c, nxt, 2 * r, stride=r)]
+        layers += _res_stack(nxt, n_residual, activation)
+        c = nxt
+    return layers, c
 
-    channels: width after the stem; it doubles at each downsampling stage.
-    ratios: downsampling strides, applied in order (high rate first), e.g. (2, 4, 5, 8) -> hop 320.
-    n_residual: residual units per stage (dilations 1, 3, 9, ...).
-    bottleneck_residual: extra residual units at the frame rate (cheap context, dilations 1, 3, ...).
-    """
+
+class _SEANetStack(nn.Module, ABC):
+    """What the SEANet encoder and decoder share: their arguments, ``hop`` = prod(ratios) and one ``net`` of causal
+    layers (:meth:`layers`). ``ratios`` left out: the class's ``default_ratios``."""
+
+    default_ratios: tuple[int, ...]
 
     def __init__(
         self,
         dim: int = 64,
         channels: int = 16,
-        ratios: Sequence[int] = (2, 4, 5, 8),
+        ratios: Sequence[int] | None = None,
         n_residual: int = 1,
         bottleneck_residual: int = 0,
         audio_channels: int = 1,
@@ -123,8 +133,33 @@ class SEANetEncoder(nn.Module):
         max_channels: int = 512,
     ) -> None:
         super().__init__()
-        self.ratios = tuple(int(r) for r in ratios)
+        self.ratios = tuple(int(r) for r in (self.default_ratios if ratios is None else ratios))
         self.hop = math.prod(self.ratios)
+        self.net = nn.Sequential(*self.layers(dim, channels, n_residual, bottleneck_residual, audio_channels, kernel,
+                                              activation, max_channels))
+
+    @abstractmethod
+    def layers(self, dim: int, channels: int, n_residual: int, bottleneck_residual: int, audio_channels: int,
+               kernel: int, activation: str, max_channels: int) -> list[nn.Module]:
+        """The layers of ``net``, in order (``self.ratios`` is set)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class SEANetEncoder(_SEANetStack):
+    """Waveform (B, C_audio, T) -> latents (B, dim, T / hop), hop = prod(ratios).
+
+    channels: width after the stem; it doubles at each downsampling stage.
+    ratios: downsampling strides, applied in order (high rate first), e.g. (2, 4, 5, 8) (the default) -> hop 320.
+    n_residual: residual units per stage (dilations 1, 3, 9, ...).
+    bottleneck_residual: extra residual units at the frame rate (cheap context, dilations 1, 3, ...).
+    """
+
+    default_ratios = (2, 4, 5, 8)
+
+    def layers(self, dim: int, channels: int, n_residual: int, bottleneck_residual: int, audio_channels: int,
+               kernel: int, activation: str, max_channels: int) -> list[nn.Module]:
         layers: list[nn.Module] = [CausalConv1d(audio_channels, channels, kernel)]
         c = channels
         for r in self.ratios:
@@ -133,49 +168,31 @@ class SEANetEncoder(nn.Module):
             layers += [make_activation(activation, c), CausalConv1d(c, nxt, 2 * r, stride=r)]
             c = nxt
         layers += _res_stack(c, bottleneck_residual, activation)
-        layers += [make_activation(activation, c), CausalConv1d(c, dim, 3)]
-        self.net = nn.Sequential(*layers)
-        self.receptive_field = receptive_field(self.net)
+        return layers + [make_activation(activation, c), CausalConv1d(c, dim, 3)]
 
-    def forward(self, x: Tensor) -> Tensor:  # (B, C_audio, T) -> (B, dim, T / hop)
-        return self.net(x)
+    @property
+    def receptive_field(self) -> int:
+        """Input samples one output frame depends on (a bound: :func:`receptive_field`)."""
+        return receptive_field(self.net)
 
 
-class SEANetDecoder(nn.Module):
+class SEANetDecoder(_SEANetStack):
     """Latents (B, dim, F) -> waveform (B, C_audio, F * hop); the mirror of :class:`SEANetEncoder`.
 
     channels: width of the last (highest-rate) stage; the first stage has channels * 2**len(ratios).
-    ratios: upsampling strides in order (low rate first), e.g. (8, 5, 4, 2).
+    ratios: upsampling strides in order (low rate first), e.g. (8, 5, 4, 2) (the default).
     """
 
-    def __init__(
-        self,
-        dim: int = 64,
-        channels: int = 16,
-        ratios: Sequence[int] = (8, 5, 4, 2),
-        n_residual: int = 1,
-        bottleneck_residual: int = 0,
-        audio_channels: int = 1,
-        kernel: int = 7,
-        activation: str = "elu",
-        max_channels: int = 512,
-    ) -> None:
-        super().__init__()
-        self.ratios = tuple(int(r) for r in ratios)
-        self.hop = math.prod(self.ratios)
-        c = min(channels * 2 ** len(self.ratios), max_channels)
-        layers: list[nn.Module] = [CausalConv1d(dim, c, kernel)]
-        layers += _res_stack(c, bottleneck_residual, activation)
-        for i, r in enumerate(self.ratios):
-            nxt = min(channels * 2 ** (len(self.ratios) - i - 1), max_channels)
-            layers += [make_activation(activation, c), CausalConvTranspose1d(c, nxt, 2 * r, stride=r)]
-            layers += _res_stack(nxt, n_residual, activation)
-            c = nxt
-        layers += [make_activation(activation, c), CausalConv1d(c, audio_channels, kernel)]
-        self.net = nn.Sequential(*layers)
+    default_ratios = (8, 5, 4, 2)
 
-    def forward(self, z: Tensor) -> Tensor:  # (B, dim, F) -> (B, C_audio, F * hop)
-        return self.net(z)
+    def layers(self, dim: int, channels: int, n_residual: int, bottleneck_residual: int, audio_channels: int,
+               kernel: int, activation: str, max_channels: int) -> list[nn.Module]:
+        n = len(self.ratios)
+        c = min(channels * 2**n, max_channels)
+        widths = [min(channels * 2 ** (n - i - 1), max_channels) for i in range(n)]  # halving down to channels
+        layers: list[nn.Module] = [CausalConv1d(dim, c, kernel), *_res_stack(c, bottleneck_residual, activation)]
+        up, c = _up_stages(c, widths, self.ratios, n_residual, activation)
+        return layers + up + [make_activation(activation, c), CausalConv1d(c, audio_channels, kernel)]
 
 
 def receptive_field(module: nn.Module) -> int:
@@ -220,16 +237,11 @@ class SEANetISTFTDecoder(nn.Module):
         self.istft_hop = int(istft_hop)
         self.n_fft = 4 * self.istft_hop
         self.hop = math.prod(self.ratios) * self.istft_hop
-        c = channels
-        layers: list[nn.Module] = [CausalConv1d(dim, c, kernel)]
-        layers += _res_stack(c, bottleneck_residual, activation)
-        for r in self.ratios:
-            nxt = max(c // 2, 32)
-            layers += [make_activation(activation, c), CausalConvTranspose1d(c, nxt, 2 * r, stride=r)]
-            layers += _res_stack(nxt, n_residual, activation)
-            c = nxt
-        layers += [make_activation(activation, c)]
-        self.net = nn.Sequential(*layers)
+        widths = [max(channels // 2 ** (i + 1), 32) for i in range(len(self.ratios))]  # halving, at least 32
+        layers: list[nn.Module] = [CausalConv1d(dim, channels, kernel), *_res_stack(channels, bottleneck_residual,
+                                                                                    activation)]
+        up, c = _up_stages(channels, widths, self.ratios, n_residual, activation)
+        self.net = nn.Sequential(*layers, *up, make_activation(activation, c))
         self.bins = self.n_fft // 2 + 1
         self.head = CausalConv1d(c, 2 * self.bins, 3)
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)

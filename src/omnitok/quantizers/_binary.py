@@ -28,29 +28,29 @@ from omnitok.quantizers.base import Quantizer, QuantizerOutput
 class BinaryQuantizer(Quantizer):
     """Sign quantizer with an implicit 2^bits codebook and a factorised entropy loss (training only).
 
-    Args:
+    Args (LFQ and BSQ take the same, with these defaults; BSQ's ``entropy_group_size`` is 1 and it adds ``eps``):
         dim: input feature size D; projections D -> bits -> D when ``dim != bits``.
         bits: code length d; codebook_size = 2^d (at most 62).
         entropy_weight: weight of (per-sample entropy - diversity_gamma * codebook entropy).
         diversity_gamma: weight of the codebook-entropy term inside the entropy loss.
-        commitment_weight: weight of ||u - q||^2 (mean over elements).
+        commitment_weight: weight of ||u - q||^2 (mean over elements), ``u`` the vector that is binarised.
         inv_temperature: sharpness of the code distribution used by the entropy loss.
         entropy_group_size: bits per exactly-computed group in the codebook entropy
             (:func:`omnitok.quantizers._utils.factorized_bit_entropy`).
 
-    In eval mode the loss is the commitment term and usage metrics are left out unless asked for
-    (:meth:`Quantizer.track_metrics`).
+    The entropy loss is only computed in training mode: in eval mode the loss is the commitment term and usage
+    metrics are left out unless asked for (:meth:`Quantizer.track_metrics`).
     """
 
     def __init__(
         self,
         dim: int,
         bits: int,
-        entropy_weight: float,
-        diversity_gamma: float,
-        commitment_weight: float,
-        inv_temperature: float,
-        entropy_group_size: int,
+        entropy_weight: float = 0.1,
+        diversity_gamma: float = 1.0,
+        commitment_weight: float = 0.25,
+        inv_temperature: float = 100.0,
+        entropy_group_size: int = 6,
     ) -> None:
         super().__init__()
         who = type(self).__name__

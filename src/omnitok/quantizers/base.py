@@ -33,17 +33,11 @@ class QuantizerOutput:
     metrics: dict[str, Tensor] = field(default_factory=dict)
 
 
-class Quantizer(nn.Module, ABC):
-    """Base class: validates input, defines the shared API.
+class CodeSpace(ABC):
+    """What a code tensor holds: ``num_codebooks`` indices per position, each in [0, ``codebook_size``).
 
-    Subclasses implement :meth:`quantize` on a flat ``(N, D)`` tensor and
-    :meth:`codes_to_latents_flat` on ``(N, num_codebooks)`` codes.
-    """
-
-    #: input feature dimension D
-    dim: int
-    #: compute usage metrics in eval mode too (training always does); set with :meth:`track_metrics`
-    eval_metrics: bool = False
+    The one definition of the two sizes, shared by :class:`Quantizer` and the codec interface
+    (``omnitok.codecs.base.Codec``)."""
 
     @property
     @abstractmethod
@@ -52,8 +46,21 @@ class Quantizer(nn.Module, ABC):
 
     @property
     def num_codebooks(self) -> int:
-        """Number of code indices produced per latent vector."""
+        """Number of code indices per position (per latent vector of a quantizer)."""
         return 1
+
+
+class Quantizer(nn.Module, CodeSpace):
+    """Base class: validates input, defines the shared API.
+
+    Subclasses implement :attr:`codebook_size` (and :attr:`num_codebooks` when not 1), :meth:`quantize` on a flat
+    ``(N, D)`` tensor and :meth:`codes_to_latents_flat` on ``(N, num_codebooks)`` codes.
+    """
+
+    #: input feature dimension D
+    dim: int
+    #: compute usage metrics in eval mode too (training always does); set with :meth:`track_metrics`
+    eval_metrics: bool = False
 
     # ----- public API -------------------------------------------------------------------------
     @property

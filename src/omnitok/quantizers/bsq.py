@@ -24,32 +24,15 @@ from omnitok.quantizers._binary import BinaryQuantizer
 class BSQ(BinaryQuantizer):
     """Binary spherical quantizer with an implicit 2^bits codebook.
 
-    Args:
-        dim: input feature size D; projections D -> bits -> D when ``dim != bits``.
-        bits: code length d; codebook_size = 2^d (at most 62).
-        entropy_weight: weight of (per-sample entropy - diversity_gamma * codebook entropy).
-        diversity_gamma: weight of the codebook-entropy term.
-        commitment_weight: weight of ||u - q||^2 (mean over elements), u the normalised latent.
-        inv_temperature: sharpness of q(c | u) in the entropy loss.
-        entropy_group_size: 1 = the paper's per-bit factorisation; larger = exact groups of bits.
-        eps: floor of the norm in the l2 normalisation.
-
-    The entropy loss is only computed in training mode; in eval the loss is the commitment term.
+    Arguments: those of :class:`~omnitok.quantizers._binary.BinaryQuantizer` (``dim``, ``bits``, the loss weights
+    as keywords; here ``commitment_weight`` weighs ||u - q||^2 with u the normalised latent, ``inv_temperature`` the
+    sharpness of q(c | u)), with ``entropy_group_size`` 1 (the paper's per-bit factorisation; larger = exact groups
+    of bits), and ``eps``: floor of the norm in the l2 normalisation.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        bits: int,
-        entropy_weight: float = 0.1,
-        diversity_gamma: float = 1.0,
-        commitment_weight: float = 0.25,
-        inv_temperature: float = 100.0,
-        entropy_group_size: int = 1,
-        eps: float = 1e-6,
-    ) -> None:
-        super().__init__(dim, bits, entropy_weight, diversity_gamma, commitment_weight, inv_temperature,
-                         entropy_group_size)
+    def __init__(self, dim: int, bits: int, *, entropy_group_size: int = 1, eps: float = 1e-6,
+                 **loss_weights: float) -> None:
+        super().__init__(dim, bits, entropy_group_size=entropy_group_size, **loss_weights)
         self.eps = eps
         self.scale = 1.0 / math.sqrt(bits)
         self.value = self.scale  # codes in {-1/sqrt(d), 1/sqrt(d)}^d: unit vectors

@@ -27,34 +27,13 @@ from omnitok.quantizers._binary import BinaryQuantizer
 
 
 class LFQ(BinaryQuantizer):
-    """Sign quantizer with an implicit 2^bits codebook and MAGVIT-v2's entropy loss.
+    """Sign quantizer with an implicit 2^bits codebook and MAGVIT-v2's entropy loss; codes in {-1, +1}^bits.
 
-    Args:
-        dim: input feature size D; projections D -> bits -> D when ``dim != bits``.
-        bits: code length d; codebook_size = 2^d (at most 62).
-        entropy_weight: weight of (per-sample entropy - diversity_gamma * codebook entropy).
-        diversity_gamma: weight of the codebook-entropy term inside the entropy loss.
-        commitment_weight: weight of ||z - sign(z)||^2 (mean over elements).
-        inv_temperature: sharpness of the code distribution used by the entropy loss.
-        entropy_group_size: bits per exactly-computed group in the codebook entropy (see module doc).
-
-    The entropy loss is only computed in training mode; in eval the loss is the commitment term.
+    Arguments and defaults: those of :class:`~omnitok.quantizers._binary.BinaryQuantizer` (``dim``, ``bits``, the
+    loss weights, ``entropy_group_size=6``: see the module doc).
     """
 
     value = 1.0  # codes in {-1, +1}^bits
-
-    def __init__(
-        self,
-        dim: int,
-        bits: int,
-        entropy_weight: float = 0.1,
-        diversity_gamma: float = 1.0,
-        commitment_weight: float = 0.25,
-        inv_temperature: float = 100.0,
-        entropy_group_size: int = 6,
-    ) -> None:
-        super().__init__(dim, bits, entropy_weight, diversity_gamma, commitment_weight, inv_temperature,
-                         entropy_group_size)
 
     def entropy_logits(self, u: Tensor) -> Tensor:
         # softmax_c(-inv_temperature * ||z - c||^2) over c in {-1, 1}^d: p(c_i = +1) = sigmoid(4 * inv_temperature * z_i)
