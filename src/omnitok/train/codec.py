@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
+from typing import Any
 
 from omnitok.codecs.builder import load_preset
+from omnitok.train.common import add_preset_arguments, run_preset
 
 __all__ = ["add_arguments", "run", "trainer_for"]
 
@@ -21,10 +23,7 @@ TRAINERS = {"image": "omnitok.train.image_codec", "video": "omnitok.train.image_
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", required=True, help="configs/codec/NAME.yaml (debug, digits, emoji64-f8, ...)")
-    parser.add_argument("--out", default=None, help="output folder (default runs/codec/NAME)")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100")
+    add_preset_arguments(parser, "codec", "debug, digits, emoji64-f8, ...")
 
 
 def trainer_for(kind: str):
@@ -33,9 +32,9 @@ def trainer_for(kind: str):
     return importlib.import_module(TRAINERS[kind])
 
 
+def _train(cfg: dict[str, Any], out: Path, resume: bool = False) -> Path:
+    return trainer_for(cfg["type"]).train(cfg, out, resume=resume)
+
+
 def run(args: argparse.Namespace) -> int:
-    cfg = load_preset(args.preset, args.overrides)
-    out = Path(args.out) if args.out else Path("runs") / "codec" / cfg["name"]
-    final = trainer_for(cfg["type"]).train(cfg, out, resume=args.resume)
-    print(f"codec saved to {final}")
-    return 0
+    return run_preset(args, "codec", load_preset, _train, "codec")

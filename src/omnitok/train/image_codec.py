@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import Tensor
 from tqdm import tqdm
 
@@ -39,6 +38,7 @@ from omnitok.codecs.base import Codec, select_device
 from omnitok.codecs.builder import build_codec
 from omnitok.eval.codec_data import load_images, load_videos, to_float
 from omnitok.eval.grids import image_grid, video_grid
+from omnitok.train.common import merge, start_run
 from omnitok.train.muon import codec_optimizer
 
 __all__ = ["DEFAULTS", "train"]
@@ -54,13 +54,6 @@ DEFAULTS: dict[str, Any] = {
               "save_every": 1000, "keep_checkpoints": 2, "device": "auto", "bf16": True, "threads": None,
               "progress": True},
 }
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 # ----- EMA --------------------------------------------------------------------------------------
@@ -122,22 +115,17 @@ def _latest_checkpoint(out_dir: Path) -> Path | None:
 
 def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
     """Train the codec a preset describes; return the final codec folder (EMA weights)."""
-    cfg = _merge(DEFAULTS, cfg)
+    cfg = merge(DEFAULTS, cfg)
     kind = cfg["type"]
     if kind not in ("image", "video"):
         raise ValueError(f"omnitok.train.image_codec handles type image or video, got {kind!r}")
     tc, lc = cfg["train"], cfg["loss"]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    if tc.get("threads"):
-        torch.set_num_threads(int(tc["threads"]))
+    out_dir = start_run(cfg, out_dir)  # also seeds torch
     device = select_device(tc["device"])
     use_bf16 = bool(tc["bf16"]) and device.type == "cuda" and torch.cuda.is_bf16_supported()
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
     progress = bool(tc.get("progress", True))
     seed = int(cfg["seed"])
-    torch.manual_seed(seed)
 
     data = _load_train_data(cfg, kind, progress)
     codec = build_codec(cfg).to(device)

@@ -31,26 +31,21 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
-from torch import Tensor, nn
-from tqdm import tqdm
+from torch import Tensor
 
-from omnitok._overrides import apply_overrides, load_yaml, preset_file
-from omnitok.data.sources.digits import DIGIT_WORDS
 from omnitok.diffusion import make_scheduler
 from omnitok.generation.hybrid import HybridPipeline, hybrid_document, hybrid_text
 from omnitok.model.config import ModelConfig
 from omnitok.model.transfusion import TransfusionConfig, TransfusionModel, transfusion_loss
-from omnitok.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
-from omnitok.train.diffusion import load_pairs
-from omnitok.train.schedule import lr_at
+from omnitok.train import denoiser
+from omnitok.train.common import add_preset_arguments, merge, run_preset, start_run
+from omnitok.train.denoiser import EmaPair, StepOutput, load_pairs, save_final, train_loop
 
 __all__ = ["DEFAULTS", "add_arguments", "load_preset", "make_batch", "run", "train"]
 
@@ -71,21 +66,9 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any] | None) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def load_preset(name: str, overrides: list[str] | None = None) -> dict[str, Any]:
     """configs/transfusion/NAME.yaml (or a YAML path) + typed ``a.b=value`` overrides, merged over :data:`DEFAULTS`."""
-    path = preset_file("transfusion", name)
-    cfg = load_yaml(path.read_text()) or {}
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path}: a transfusion preset must be a mapping")
-    cfg.setdefault("name", path.stem)
-    return apply_overrides(_merge(DEFAULTS, cfg), list(overrides or []))
+    return denoiser.load_preset("transfusion", name, DEFAULTS, overrides)
 
 
 # ----- the run's vocabulary and codec -------------------------------------------------------------------------
@@ -139,12 +122,8 @@ def make_batch(docs: list[list[int]], starts: list[int], num_patches: int, pad_i
     return {"ids": ids, "image_mask": image_mask, "targets": targets, "document_ids": documents}
 
 
-class _TrainState(nn.Module):
-    """The trained weights and their EMA in one state dict (``model.*``, ``ema.*``) for checkpoints."""
-
-    def __init__(self, model: TransfusionModel, ema: TransfusionModel) -> None:
-        super().__init__()
-        self.model, self.ema = model, ema
+class _TrainState(EmaPair):
+    """The trained weights and their EMA as stored: a tied output head once (``state_for_saving``)."""
 
     def saved(self) -> dict[str, Tensor]:
         return {**{f"model.{k}": v for k, v in self.model.state_for_saving().items()},
@@ -155,59 +134,20 @@ class _TrainState(nn.Module):
             m.load_saved_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, where)
 
 
-@torch.no_grad()
-def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    for pe, pm in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(pm, 1.0 - decay)
-
-
-def _default_prompts(cfg: dict[str, Any]) -> list[str]:
-    if cfg["sample"].get("prompts"):
-        return list(cfg["sample"]["prompts"])
-    if cfg["data"]["name"] == "digits":
-        return [f"the digit {w}" for w in DIGIT_WORDS]
-    if cfg["data"]["name"] == "synthetic":
-        return ["a red square", "a green square", "a blue square", "a yellow square"]
-    return []
-
-
-def _save_samples(pipe: HybridPipeline, cfg: dict[str, Any], path: Path) -> None:
-    from omnitok.generation.diffusion import image_grid
-    from omnitok.io.image import save_image
-
-    prompts = _default_prompts(cfg)
-    if not prompts:
-        return
-    s = cfg["sample"]
-    images, _ = pipe.text_to_image(prompts * 2, steps=int(s["steps"]), sampler=s["sampler"],
-                                   cfg_scale=float(s["cfg"]), seed=0)
-    save_image(image_grid(images, cols=len(prompts)), path)
-
-
 # ----- training -----------------------------------------------------------------------------------------------
 def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Path:
     """Train what the preset describes; return the final model folder (EMA weights)."""
-    from omnitok.io.image import to_channels
-
-    cfg = _merge(DEFAULTS, cfg)
+    cfg = merge(DEFAULTS, cfg)
     tc, dc = cfg["train"], cfg["data"]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    if tc.get("threads"):
-        torch.set_num_threads(int(tc["threads"]))
+    out = start_run(cfg, out_dir)
     progress = bool(tc["progress"])
-    seed = int(cfg["seed"])
-    torch.manual_seed(seed)
     t_load = time.perf_counter()
 
     vocab = _vocab(cfg, out)
     codec = _image_codec(cfg, out)
     images, captions = load_pairs(dc, progress)
-    with torch.no_grad():  # the whole split encoded once: (N, C, h, w) pre-quantization latents
-        chans = int(codec.config.get("in_channels", 3))
-        z = torch.cat([codec.encode_latents(to_channels(images[i : i + 256].float() / 127.5 - 1, chans))
-                       for i in range(0, len(images), 256)])
+    # the whole split encoded once: (N, C, h, w) pre-quantization latents
+    z = denoiser.encode_latents(codec, images, int(codec.config.get("in_channels", 3)))
     shift, std = float(z.mean()), float(z.std())
     hcfg = TransfusionConfig(latent_channels=int(z.shape[1]), latent_size=int(z.shape[-1]),
                              patch_id=int(vocab.pad_id), scheduler=dict(cfg["scheduler"]),
@@ -223,37 +163,16 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
     T = sched.num_train_timesteps
     t_cap = max(1, int(float(dc["caption_noise"]) * T))
     opt = torch.optim.AdamW(model.parameters(), lr=float(tc["lr"]), weight_decay=float(tc["weight_decay"]))
-    state = _TrainState(model, ema)
+    pair = _TrainState(model, ema)
     params = model.num_params()
 
-    step, elapsed = 0, 0.0
-    if resume:
-        ckpt = latest_checkpoint(out)
-        if ckpt is None:
-            raise ValueError(f"--resume: no checkpoint under {out / 'checkpoints'}")
-        st = load_checkpoint(ckpt)
-        state.load_saved(st["model"], str(ckpt))
-        opt.load_state_dict(st["optimizer"])
-        set_rng_state(*st["rng"])
-        step, elapsed = int(st["step"]), float(st["loader"].get("elapsed", 0.0))
-        print(f"omnitok train transfusion: resumed from {ckpt} at step {step}")
+    step, elapsed = denoiser.resume(out, pair, opt, "transfusion") if resume else (0, 0.0)
     load_seconds = time.perf_counter() - t_load
 
-    steps, bs = int(tc["steps"]), int(tc["batch_size"])
-    max_seconds = 60.0 * float(tc["max_minutes"] or 0)
-    halt = int(tc.get("halt_after") or 0)
+    bs = int(tc["batch_size"])
     p_i2t, p_drop = float(dc["i2t"]), float(tc["cond_drop"])
-    log_path = out / "log.jsonl"
-    bar = tqdm(total=steps, initial=step, desc=f"train transfusion {cfg.get('name', '')}".strip(),
-               disable=not progress, dynamic_ncols=True)
-    ckpt_cfg = {"preset": cfg, "transformer": mcfg.to_dict(), "hybrid": hcfg.to_dict(), "parameters": params}
-    save_every, sample_every = int(tc["save_every"]), int(tc["sample_every"])
-    model.train()
-    t0 = time.perf_counter() - elapsed
-    last: dict[str, Any] = {}
-    stopped = "steps"
-    while step < steps:
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+    def step_fn(g: torch.Generator) -> StepOutput:
         idx = torch.randint(len(data), (bs,), generator=g)
         u = torch.rand(bs, generator=g)
         i2t, uncond = u < p_i2t, (u >= p_i2t) & (u < p_i2t + p_drop)
@@ -267,66 +186,27 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
             starts.append(s)
         batch = make_batch(docs, starts, N, vocab.pad_id)
         x0 = data[idx]
-        where = max(step, steps * (time.perf_counter() - t0) / max_seconds) if max_seconds > 0 else step
-        lr = lr_at(where, float(tc["lr"]), int(tc["warmup"]), steps, float(tc["min_lr_ratio"]))
-        for group in opt.param_groups:
-            group["lr"] = lr
         text_mask = batch["targets"] != -100
         o = model(batch["ids"], batch["image_mask"], sched.add_noise(x0, noise, t), t, text_mask=text_mask,
                   document_ids=batch["document_ids"])
         loss = transfusion_loss(o.logits, batch["targets"][text_mask], o.image, sched.training_target(x0, noise, t),
                                 hcfg.lambda_diffusion)
-        opt.zero_grad(set_to_none=True)
-        loss.total.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(tc["grad_clip"] or 1e9))
-        opt.step()
-        step += 1
-        _ema_update(ema, model, min(float(tc["ema_decay"]), (1 + step) / (10 + step)))
-        seconds = time.perf_counter() - t0
-        last = {"step": step, "loss": float(loss.total.detach()), "lm": float(loss.lm.detach()),
-                "diffusion": float(loss.diffusion.detach()), "lr": lr, "grad_norm": float(gnorm), "seconds": seconds}
-        bar.update(1)
-        bar.set_postfix(lm=f"{last['lm']:.3f}", diff=f"{last['diffusion']:.3f}")
-        out_of_time = max_seconds > 0 and seconds >= max_seconds
-        final = step in (steps, halt) or out_of_time
-        if step % int(tc["log_every"]) == 0 or final:
-            with log_path.open("a") as f:
-                f.write(json.dumps(last) + "\n")
-        if (save_every and step % save_every == 0) or final:
-            save_checkpoint(out, step, state, opt, ckpt_cfg, {"step": step, "elapsed": time.perf_counter() - t0},
-                            extra={"model_class": "TransfusionModel"}, keep=int(tc["keep_checkpoints"]),
-                            model_state=state.saved())
-        if sample_every and (step % sample_every == 0 or final):
-            _save_samples(HybridPipeline(ema, vocab, codec), cfg, out / "samples" / f"step-{step:07d}.png")
-            ema.eval()
-        if out_of_time:
-            stopped = f"time budget of {tc['max_minutes']} min"
-            break
-        if step == halt:
-            bar.close()
-            return out / "checkpoints"
-    bar.close()
-    seconds = time.perf_counter() - t0
-    final_dir = out / "final"
-    ema.save_pretrained(final_dir, extra={"train": {"preset": cfg.get("name"), "steps": step, "stopped_by": stopped,
-                                                    "seconds": round(seconds, 1), "load_seconds": round(load_seconds, 1),
-                                                    "parameters": params, "examples": len(data), "final": last},
-                                          "preset": cfg})
-    for name in ("vocab", "image_codec"):
-        shutil.copytree(out / name, final_dir / name, dirs_exist_ok=True)
-    return final_dir
+        return StepOutput(loss.total, {"loss": float(loss.total.detach()), "lm": float(loss.lm.detach()),
+                                       "diffusion": float(loss.diffusion.detach())})
+
+    pipe = HybridPipeline(ema, vocab, codec)
+    result = train_loop(pair, opt, cfg, out, step=step, elapsed=elapsed, step_fn=step_fn,
+                        sample=lambda path: denoiser.save_sample_grid(cfg, path, pipe.text_to_image),
+                        checkpoint_config={"preset": cfg, "transformer": mcfg.to_dict(), "hybrid": hcfg.to_dict(),
+                                           "parameters": params},
+                        model_class="TransfusionModel", desc=f"train transfusion {cfg.get('name', '')}".strip(),
+                        postfix=lambda last: {"lm": f"{last['lm']:.3f}", "diff": f"{last['diffusion']:.3f}"})
+    return save_final(pair, out, cfg, result, load_seconds, params, ("vocab", "image_codec"), examples=len(data))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", required=True, help="configs/transfusion/NAME.yaml (debug, digits) or a YAML path")
-    parser.add_argument("--out", default=None, help="output folder (default runs/transfusion/NAME)")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100")
+    add_preset_arguments(parser, "transfusion", "debug, digits")
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_preset(args.preset, args.overrides)
-    out = Path(args.out) if args.out else Path("runs") / "transfusion" / cfg["name"]
-    final = train(cfg, out, resume=args.resume)
-    print(f"Transfusion model saved to {final}")
-    return 0
+    return run_preset(args, "transfusion", load_preset, train, "Transfusion model")
