@@ -11,7 +11,8 @@ RGB -> L by ITU-R 601 luma), so the codec itself only ever sees the channel coun
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from abc import abstractmethod
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +21,7 @@ from omnitok.codecs.base import CodecOutput, QuantizedCodec, codec_quantizer
 from omnitok.nn.conv import ConvDecoder2d, ConvEncoder2d
 from omnitok.quantizers.base import Quantizer
 
-__all__ = ["CodecOutput", "ImageBasedCodec", "ImageCodec"]  # CodecOutput: defined in codecs/base.py
+__all__ = ["CodecOutput", "ConvCodec", "ImageBasedCodec", "ImageCodec"]  # CodecOutput: defined in codecs/base.py
 
 
 def check_float_batch(x: Tensor, ndim: int, channels: int, who: str, layout: str) -> None:
@@ -55,23 +56,19 @@ def spatial_grid(h: int, w: int, factor: int, who: str, what: str) -> tuple[int,
     return (h // f, w // f)
 
 
-def conv_config(in_channels: int, channels: int, channel_mult: list[int] | tuple[int, ...], num_res_blocks: int,
-                attention: bool, z_channels: int, who: str) -> dict[str, Any]:
-    """The conv encoder / decoder part of an image or video codec's config (checked: 1 or 3 channels)."""
-    if in_channels not in (1, 3):
-        raise ValueError(f"{who}: in_channels must be 1 or 3, got {in_channels}")
-    return {"in_channels": in_channels, "channels": channels, "channel_mult": list(channel_mult),
-            "num_res_blocks": num_res_blocks, "attention": attention, "z_channels": z_channels}
-
-
-class ImageCodec(QuantizedCodec):
-    """Conv encoder, quantizer, mirrored decoder.
+class ConvCodec(QuantizedCodec):
+    """What the image and video codecs share: their arguments, config, quantizer and layers, built in this order (so
+    seeded weights stay the same): ``encoder`` (ConvEncoder2d), the subclass's layers after it
+    (:meth:`build_after_encoder`: the video codec's temporal downsampling), ``quant_conv`` (1x1 to the quantizer's
+    dim), ``post_quant_conv``, the subclass's layers before the decoder (:meth:`build_before_decoder`), ``decoder``
+    (ConvDecoder2d).
 
     ``quantizer``: a :class:`Quantizer` built by ``build_quantizer`` (codecs/builder.py passes one), or its name
     with ``quantizer_kwargs`` (the plain form config.json records, which ``from_pretrained`` reads back). The
     other arguments are plain values, saved in config.json."""
 
-    modality = "image"
+    #: fewest levels of ``channel_mult`` (downsampling factor f = 2 ** (levels - 1))
+    min_levels: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -85,20 +82,83 @@ class ImageCodec(QuantizedCodec):
         quantizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        conv = conv_config(in_channels, channels, channel_mult, num_res_blocks, attention, z_channels, "ImageCodec")
-        if len(channel_mult) < 2:
-            raise ValueError(f"ImageCodec: channel_mult needs >= 2 levels (f >= 2), got {list(channel_mult)}")
-        quantizer, qname, quantizer_kwargs = codec_quantizer(quantizer, quantizer_kwargs, "ImageCodec")
-        self.config = {**conv, "quantizer": qname, "quantizer_kwargs": quantizer_kwargs}
+        who = type(self).__name__
+        if in_channels not in (1, 3):
+            raise ValueError(f"{who}: in_channels must be 1 or 3, got {in_channels}")
+        if len(channel_mult) < self.min_levels:
+            raise ValueError(f"{who}: channel_mult needs >= {self.min_levels} levels "
+                             f"(f >= {2 ** (self.min_levels - 1)}), got {list(channel_mult)}")
+        quantizer, qname, quantizer_kwargs = codec_quantizer(quantizer, quantizer_kwargs, who)
+        self.config = {"in_channels": in_channels, "channels": channels, "channel_mult": list(channel_mult),
+                       "num_res_blocks": num_res_blocks, "attention": attention, "z_channels": z_channels,
+                       **self.own_config(), "quantizer": qname, "quantizer_kwargs": quantizer_kwargs}
         self.in_channels = in_channels
         self.factor = 2 ** (len(channel_mult) - 1)
         self.quantizer: Quantizer = quantizer
         dim = self.quantizer.dim
         self.encoder = ConvEncoder2d(in_channels, z_channels, channels, channel_mult, num_res_blocks, attention)
+        self.build_after_encoder(z_channels)
         self.quant_conv = nn.Conv2d(z_channels, dim, 1)
         self.post_quant_conv = nn.Conv2d(dim, z_channels, 1)
+        self.build_before_decoder(z_channels)
         self.decoder = ConvDecoder2d(z_channels, in_channels, channels, channel_mult, num_res_blocks, attention)
         self.weights_sha256: str | None = None
+
+    def own_config(self) -> dict[str, Any]:
+        """A subclass's own config entries (set before ``super().__init__``), saved between the conv ones and the
+        quantizer's."""
+        return {}
+
+    def build_after_encoder(self, z_channels: int) -> None:
+        """A subclass's layers between the encoder and ``quant_conv`` (none here)."""
+
+    def build_before_decoder(self, z_channels: int) -> None:
+        """A subclass's layers between ``post_quant_conv`` and the decoder (none here)."""
+
+    # ----- what a subclass defines -------------------------------------------------------------
+    #: the codes a decoder takes, e.g. "(B, h, w, num_codebooks)" (one name per dimension)
+    code_layout: ClassVar[str]
+
+    @abstractmethod
+    def check_input(self, x: Tensor) -> None:
+        """ValueError naming the problem when ``x`` is not a batch this codec takes."""
+
+    @abstractmethod
+    def encode_latents(self, x: Tensor) -> Tensor:
+        """A batch -> continuous pre-quantization latents (B, D, *code_grid)."""
+
+    @abstractmethod
+    def decode_latents(self, latents: Tensor) -> Tensor:
+        """(B, D, *code_grid) latents -> a batch shaped like the input."""
+
+    # ----- codec interface ---------------------------------------------------------------------
+    def forward(self, x: Tensor) -> CodecOutput:
+        """Training / reconstruction pass: a batch -> CodecOutput with recon shaped like ``x``."""
+        self.check_input(x)
+        q = self.quantizer.forward_channel_first(self.encode_latents(x))
+        return CodecOutput(self.decode_latents(q.latents), q.codes, q.loss, q.metrics)
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        """A batch in [-1, 1] -> codes (B, *code_grid, num_codebooks) int64."""
+        self.check_input(x)
+        return self.quantizer.forward_channel_first(self.encode_latents(x)).codes.long()
+
+    @torch.no_grad()
+    def decode(self, codes: Tensor) -> Tensor:
+        """Codes shaped :attr:`code_layout` -> a batch, roughly in [-1, 1] (not clamped)."""
+        check_code_batch(codes, self.code_layout.count(",") + 1, type(self).__name__, self.code_layout)
+        latents = self.quantizer.codes_to_latents(codes)  # (B, *grid, D); ValueError when out of range
+        return self.decode_latents(latents.movedim(-1, 1))
+
+
+class ImageCodec(ConvCodec):
+    """Conv encoder, quantizer, mirrored decoder; the arguments are :class:`ConvCodec`'s, ``channel_mult`` with
+    at least two levels (f >= 2)."""
+
+    modality = "image"
+    min_levels = 2
+    code_layout = "(B, h, w, num_codebooks)"
 
     # ----- shapes ------------------------------------------------------------------------------
     def code_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -107,8 +167,8 @@ class ImageCodec(QuantizedCodec):
             raise ValueError(f"ImageCodec.code_grid: expected (C, H, W) or (H, W), got {tuple(input_shape)}")
         return spatial_grid(*input_shape[-2:], self.factor, "ImageCodec", "image")
 
-    # ----- codec interface ---------------------------------------------------------------------
-    def _check_images(self, x: Tensor) -> None:
+    # ----- the halves ----------------------------------------------------------------------------
+    def check_input(self, x: Tensor) -> None:
         check_float_batch(x, 4, self.in_channels, "ImageCodec", "(B, C, H, W)")
         self.code_grid(tuple(x.shape[1:]))
 
@@ -116,26 +176,9 @@ class ImageCodec(QuantizedCodec):
         """(B, C, H, W) -> continuous pre-quantization latents (B, D, H/f, W/f)."""
         return self.quant_conv(self.encoder(x))
 
-    def forward(self, x: Tensor) -> CodecOutput:
-        """Training / reconstruction pass: (B, C, H, W) -> CodecOutput with recon (B, C, H, W)."""
-        self._check_images(x)
-        q = self.quantizer.forward_channel_first(self.encode_latents(x))
-        recon = self.decoder(self.post_quant_conv(q.latents))
-        return CodecOutput(recon, q.codes, q.loss, q.metrics)
-
-    @torch.no_grad()
-    def encode(self, x: Tensor) -> Tensor:
-        """(B, C, H, W) float in [-1, 1] -> codes (B, H/f, W/f, num_codebooks) int64."""
-        self._check_images(x)
-        q = self.quantizer.forward_channel_first(self.encode_latents(x))
-        return q.codes.long()
-
-    @torch.no_grad()
-    def decode(self, codes: Tensor) -> Tensor:
-        """codes (B, h, w, num_codebooks) -> images (B, C, h*f, w*f), roughly in [-1, 1] (not clamped)."""
-        check_code_batch(codes, 4, "ImageCodec", "(B, h, w, num_codebooks)")
-        latents = self.quantizer.codes_to_latents(codes)  # (B, h, w, D); ValueError when out of range
-        return self.decoder(self.post_quant_conv(latents.movedim(-1, 1)))
+    def decode_latents(self, latents: Tensor) -> Tensor:
+        """(B, D, h, w) -> images (B, C, h*f, w*f)."""
+        return self.decoder(self.post_quant_conv(latents))
 
 
 _C = TypeVar("_C", bound="ImageBasedCodec")

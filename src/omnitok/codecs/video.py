@@ -17,10 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omnitok.codecs.base import CodecOutput, QuantizedCodec, codec_quantizer
-from omnitok.codecs.image import check_code_batch, check_float_batch, conv_config, spatial_grid
-from omnitok.nn.conv import ConvDecoder2d, ConvEncoder2d, group_norm, per_frame
-from omnitok.quantizers.base import Quantizer
+from omnitok.codecs.image import ConvCodec, check_float_batch, spatial_grid
+from omnitok.nn.conv import group_norm, per_frame
 
 __all__ = ["CausalTemporalDown", "CausalTemporalUp", "VideoCodec"]
 
@@ -69,45 +67,32 @@ def _after_first_frame(layers: nn.ModuleList, feats: Tensor) -> Tensor:
     return torch.cat([first, rest], dim=2)
 
 
-class VideoCodec(QuantizedCodec):
-    """Per-frame spatial encoder + causal temporal compression (stride 1, 2 or 4) + quantizer + mirror."""
+class VideoCodec(ConvCodec):
+    """Per-frame spatial encoder + causal temporal compression (stride 1, 2 or 4) + quantizer + mirror.
+
+    Arguments: ``temporal_stride`` and, by keyword, those of :class:`~omnitok.codecs.image.ConvCodec` (the image
+    codec's: in_channels, channels, channel_mult, num_res_blocks, attention, z_channels, quantizer,
+    quantizer_kwargs); ``temporal_down`` / ``temporal_up`` sit between the spatial layers."""
 
     modality = "video"
+    code_layout = "(B, T', h, w, num_codebooks)"
 
-    def __init__(
-        self,
-        in_channels: int = 3,
-        channels: int = 64,
-        channel_mult: list[int] | tuple[int, ...] = (1, 2, 2),
-        num_res_blocks: int = 1,
-        attention: bool = False,
-        z_channels: int = 64,
-        temporal_stride: int = 2,
-        quantizer: Quantizer | str = "vq",
-        quantizer_kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        """``quantizer``: a :class:`Quantizer` built by ``build_quantizer`` (codecs/builder.py passes one), or its
-        name with ``quantizer_kwargs`` (the plain form config.json records)."""
-        super().__init__()
+    def __init__(self, *, temporal_stride: int = 2, **conv: Any) -> None:
         if temporal_stride not in (1, 2, 4):
             raise ValueError(f"VideoCodec: temporal_stride must be 1, 2 or 4, got {temporal_stride}")
-        conv = conv_config(in_channels, channels, channel_mult, num_res_blocks, attention, z_channels, "VideoCodec")
-        quantizer, qname, quantizer_kwargs = codec_quantizer(quantizer, quantizer_kwargs, "VideoCodec")
-        self.config = {**conv, "temporal_stride": temporal_stride, "quantizer": qname,
-                       "quantizer_kwargs": quantizer_kwargs}
-        self.in_channels = in_channels
-        self.factor = 2 ** (len(channel_mult) - 1)
-        self.temporal_stride = temporal_stride
-        self.quantizer: Quantizer = quantizer
-        dim = self.quantizer.dim
-        levels = int(math.log2(temporal_stride))
-        self.encoder = ConvEncoder2d(in_channels, z_channels, channels, channel_mult, num_res_blocks, attention)
+        self.temporal_stride = temporal_stride  # read by the builders below, during ConvCodec.__init__
+        super().__init__(**conv)
+
+    def own_config(self) -> dict[str, Any]:
+        return {"temporal_stride": self.temporal_stride}
+
+    def build_after_encoder(self, z_channels: int) -> None:
+        levels = int(math.log2(self.temporal_stride))
         self.temporal_down = nn.ModuleList([CausalTemporalDown(z_channels) for _ in range(levels)])
-        self.quant_conv = nn.Conv2d(z_channels, dim, 1)
-        self.post_quant_conv = nn.Conv2d(dim, z_channels, 1)
+
+    def build_before_decoder(self, z_channels: int) -> None:
+        levels = int(math.log2(self.temporal_stride))
         self.temporal_up = nn.ModuleList([CausalTemporalUp(z_channels) for _ in range(levels)])
-        self.decoder = ConvDecoder2d(z_channels, in_channels, channels, channel_mult, num_res_blocks, attention)
-        self.weights_sha256: str | None = None
 
     def code_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """(C, T, H, W) or (T, H, W) -> (1 + (T - 1) / s, H / f, W / f)."""
@@ -121,7 +106,7 @@ class VideoCodec(QuantizedCodec):
             )
         return (1 + (t - 1) // s, *spatial_grid(h, w, f, "VideoCodec", "frame"))
 
-    def _check_video(self, x: Tensor) -> None:
+    def check_input(self, x: Tensor) -> None:
         check_float_batch(x, 5, self.in_channels, "VideoCodec", "(B, C, T, H, W)")
         self.code_grid(tuple(x.shape[1:]))
 
@@ -131,26 +116,7 @@ class VideoCodec(QuantizedCodec):
         feats = _after_first_frame(self.temporal_down, per_frame(self.encoder, x))  # (B, Z, T', h, w)
         return per_frame(self.quant_conv, feats)
 
-    def decode_latents(self, lat: Tensor) -> Tensor:
+    def decode_latents(self, latents: Tensor) -> Tensor:
         """(B, D, T', h, w) -> video (B, C, 1 + (T'-1)*s, h*f, w*f)."""
-        feats = _after_first_frame(self.temporal_up, per_frame(self.post_quant_conv, lat))  # (B, Z, T, h, w)
+        feats = _after_first_frame(self.temporal_up, per_frame(self.post_quant_conv, latents))  # (B, Z, T, h, w)
         return per_frame(self.decoder, feats)
-
-    # ----- codec interface ---------------------------------------------------------------------
-    def forward(self, x: Tensor) -> CodecOutput:
-        self._check_video(x)
-        q = self.quantizer.forward_channel_first(self.encode_latents(x))
-        return CodecOutput(self.decode_latents(q.latents), q.codes, q.loss, q.metrics)
-
-    @torch.no_grad()
-    def encode(self, x: Tensor) -> Tensor:
-        """(B, C, T, H, W) in [-1, 1] -> codes (B, 1 + (T-1)/s, H/f, W/f, num_codebooks) int64."""
-        self._check_video(x)
-        return self.quantizer.forward_channel_first(self.encode_latents(x)).codes.long()
-
-    @torch.no_grad()
-    def decode(self, codes: Tensor) -> Tensor:
-        """codes (B, T', h, w, num_codebooks) -> video (B, C, 1 + (T'-1)*s, h*f, w*f)."""
-        check_code_batch(codes, 5, "VideoCodec", "(B, T', h, w, num_codebooks)")
-        latents = self.quantizer.codes_to_latents(codes)  # (B, T', h, w, D)
-        return self.decode_latents(latents.movedim(-1, 1))
