@@ -89,32 +89,14 @@ from omnitok.vocab.special import SpecialTokens
 __all__ = ["DEFAULT_RATIOS", "MODALITY_IDS", "TASK_IDS", "MixtureLoader", "mask_image_target", "mask_schedule",
            "pack_documents"]
 
-#: modality type ids used by ``modality`` tensors (same as ``omnitok.vocab.special.MODALITY_IDS``)
-MODALITY_IDS: dict[str, int] = {"special": 0, "text": 1, "image": 2, "audio": 3, "video": 4}
+#: modality type ids used by ``modality`` tensors: ``omnitok.vocab.special.MODALITY_IDS`` (one definition)
+MODALITY_IDS: dict[str, int] = _VOCAB_MODALITY_IDS
 
-#: task ids used by ``task`` tensors (same as ``omnitok.vocab.document.TASKS``); 0 = padding / unknown
-TASK_IDS: dict[str, int] = {
-    "none": 0,
-    "text": 1,  # text-only (corpus documents, continuation)
-    "caption2image": 2,
-    "image2caption": 3,
-    "transcript2speech": 4,
-    "speech2transcript": 5,
-    "caption2video": 6,
-    "image2speech": 7,
-    "speech2image": 8,
-    "interleaved": 9,
-    "image": 10,  # image-only
-    "speech": 11,  # audio-only
-    "video": 12,  # video-only
-    "masked_image": 13,  # an image target masked by the loader (``masked=``)
-    "video2caption": 14,  # a clip -> its caption (digit and direction of motion)
-}
+#: task ids used by ``task`` tensors: ``omnitok.vocab.document.TASKS`` (one definition); 0 = padding / unknown
+TASK_IDS: dict[str, int] = TASKS
 
 #: the seed's default mixture (source group -> ratio)
 DEFAULT_RATIOS: dict[str, float] = {"text": 0.50, "pairs": 0.25, "interleaved": 0.15, "image": 0.10}
-
-assert TASK_IDS == TASKS and MODALITY_IDS == _VOCAB_MODALITY_IDS  # one definition, two import places
 
 
 class _Source:

@@ -48,7 +48,7 @@ __all__ = [
 #: video2caption: [Video, Text].
 TASKS: dict[str, int] = {
     "none": 0,
-    "text": 1,
+    "text": 1,  # text-only (corpus documents, continuation)
     "caption2image": 2,
     "image2caption": 3,
     "transcript2speech": 4,
@@ -57,11 +57,11 @@ TASKS: dict[str, int] = {
     "image2speech": 7,
     "speech2image": 8,
     "interleaved": 9,
-    "image": 10,
-    "speech": 11,
-    "video": 12,
-    "masked_image": 13,
-    "video2caption": 14,
+    "image": 10,  # image-only
+    "speech": 11,  # audio-only
+    "video": 12,  # video-only
+    "masked_image": 13,  # an image target masked by the mixture loader (``masked=``)
+    "video2caption": 14,  # a clip -> its caption (digit and direction of motion)
 }
 
 #: number of code axes before n_q, per segment kind
