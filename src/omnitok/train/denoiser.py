@@ -32,8 +32,15 @@ from omnitok.train.checkpoint import latest_checkpoint, load_checkpoint, save_ch
 from omnitok.train.common import merge
 from omnitok.train.schedule import lr_at
 
-__all__ = ["COLOURS", "EmaPair", "LoopResult", "StepOutput", "encode_latents", "load_pairs", "load_preset",
+__all__ = ["COLOURS", "SAMPLE_DEFAULTS", "TRAIN_DEFAULTS", "EmaPair", "LoopResult", "StepOutput", "encode_latents", "load_pairs", "load_preset",
            "resume", "sample_prompts", "save_final", "save_sample_grid", "synthetic_pairs", "train_loop"]
+
+# the ``train:`` and ``sample:`` defaults of both trainers (each sets its own lr and weight_decay)
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "steps": 1000, "batch_size": 32, "lr": 3e-4, "warmup": 100, "min_lr_ratio": 0.1, "weight_decay": 0.0,
+    "grad_clip": 1.0, "ema_decay": 0.999, "cond_drop": 0.1, "log_every": 25, "sample_every": 500, "save_every": 500,
+    "keep_checkpoints": 2, "threads": None, "max_minutes": 0.0, "progress": True, "halt_after": 0}
+SAMPLE_DEFAULTS: dict[str, Any] = {"sampler": "ddim", "steps": 20, "cfg": 3.0, "prompts": None}
 
 COLOURS = {"red": (230, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 230), "yellow": (240, 210, 40)}
 

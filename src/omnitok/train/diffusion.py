@@ -58,11 +58,8 @@ DEFAULTS: dict[str, Any] = {
     "text": {"codec": None, "clip": None, "vocab_size": 320, "dim": 64, "layers": 2, "heads": 4, "max_len": 16},
     "denoiser": {"name": "unet"},
     "scheduler": {},
-    "train": {"steps": 1000, "batch_size": 32, "lr": 3e-4, "warmup": 100, "min_lr_ratio": 0.1, "weight_decay": 0.0,
-              "grad_clip": 1.0, "ema_decay": 0.999, "cond_drop": 0.1, "log_every": 25, "sample_every": 500,
-              "save_every": 500, "keep_checkpoints": 2, "threads": None, "max_minutes": 0.0, "progress": True,
-              "halt_after": 0},
-    "sample": {"sampler": "ddim", "steps": 20, "cfg": 3.0, "prompts": None},
+    "train": {**denoiser.TRAIN_DEFAULTS, "lr": 3e-4, "weight_decay": 0.0},
+    "sample": dict(denoiser.SAMPLE_DEFAULTS),
 }
 
 

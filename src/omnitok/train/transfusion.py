@@ -58,11 +58,8 @@ DEFAULTS: dict[str, Any] = {
     "model": {"n_layer": 2, "dim": 64, "n_head": 4, "ffn_multiple_of": 32, "max_seq_len": 256, "qk_norm": True},
     "hybrid": {"patch_size": 2, "time_freq_dim": 128, "lambda_diffusion": 5.0},
     "scheduler": {"num_train_timesteps": 1000, "schedule": "cosine", "prediction_type": "v"},
-    "train": {"steps": 1000, "batch_size": 32, "lr": 1e-3, "warmup": 100, "min_lr_ratio": 0.1, "weight_decay": 0.01,
-              "grad_clip": 1.0, "ema_decay": 0.999, "cond_drop": 0.1, "log_every": 25, "sample_every": 500,
-              "save_every": 500, "keep_checkpoints": 2, "threads": None, "max_minutes": 0.0, "progress": True,
-              "halt_after": 0},
-    "sample": {"sampler": "ddim", "steps": 20, "cfg": 3.0, "prompts": None},
+    "train": {**denoiser.TRAIN_DEFAULTS, "lr": 1e-3, "weight_decay": 0.01},
+    "sample": dict(denoiser.SAMPLE_DEFAULTS),
 }
 
 
