@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from omnitok.data.dataset import ShardDataset
 from omnitok.eval.settings import EvalSettings
 
-__all__ = ["balanced_digits", "batches", "examples", "progress_bar", "speech_items"]
+__all__ = ["balanced_digits", "batches", "digit_items", "examples", "progress_bar", "speech_items"]
 
 
 def examples(name: str, s: EvalSettings, keep: Callable[[dict[str, Any]], bool], limit: int,
@@ -34,9 +34,15 @@ def examples(name: str, s: EvalSettings, keep: Callable[[dict[str, Any]], bool],
 
 def balanced_digits(s: EvalSettings, limit: int) -> list[dict[str, Any]]:
     """Held-out digit images, ``limit`` of them, balanced over the ten labels as far as the split allows."""
+    return digit_items(s.split, s.data_root, s.image_size, limit)
+
+
+def digit_items(split: str, data_root: str | None, size: int, limit: int) -> list[dict[str, Any]]:
+    """``limit`` digits of ``split`` at ``size`` px, balanced over the ten labels as far as the split allows, in
+    rounds of the labels 0..9 (the i-th of each digit, then the next)."""
     per = max(1, math.ceil(limit / 10))
     groups: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for item in ShardDataset("digits", s.split, root=s.data_root, image_size=s.image_size, rank=0, world_size=1):
+    for item in ShardDataset("digits", split, root=data_root, image_size=size, rank=0, world_size=1):
         lab = int(item["label"])
         if len(groups[lab]) < per:
             groups[lab].append(item)
