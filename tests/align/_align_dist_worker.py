@@ -4,12 +4,12 @@ and the gradients (summed over ranks, as the trainer does) and writes them to ``
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from dist_helpers import join_group  # tests/ is on sys.path (conftest.py)
 from omnitok.align.clip_loss import TARGETS
 
 N, D_IN, D = 8, 6, 5
@@ -53,9 +53,7 @@ def losses_and_grads(rows: slice, world: int) -> dict[str, dict[str, list]]:
 
 
 def run(rank: int, world: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    join_group(rank, world, port)
     try:
         b = N // world
         result = losses_and_grads(slice(rank * b, (rank + 1) * b), world)

@@ -12,7 +12,6 @@ import copy
 import json
 import math
 import os
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,17 +26,8 @@ from omnitok.generation import generate
 from omnitok.model.config import ModelConfig
 from omnitok.model.config import load_preset as load_lm_preset
 from omnitok.model.transformer import Transformer, lm_loss
-from omnitok.quantizers import (
-    BSQ,
-    FSQ,
-    LFQ,
-    AdditiveVQ,
-    GumbelVQ,
-    ProductVQ,
-    Quantizer,
-    ResidualVQ,
-    VectorQuantizer,
-)
+from omnitok.quantizers import Quantizer
+from omnitok.quantizers.registry import build_quantizer
 
 pytestmark = pytest.mark.gpu
 
@@ -222,16 +212,17 @@ def test_audio_codec_trainer_on_gpu_bf16(tmp_path: Path, capsys: pytest.CaptureF
 
 
 # ----- quantizers -------------------------------------------------------------------------------------
-QUANTIZERS: dict[str, Callable[[], Quantizer]] = {
-    "vq": lambda: VectorQuantizer(16, 256),
-    "vq_cosine_lowdim": lambda: VectorQuantizer(16, 256, codebook_dim=8, distance="cosine"),
-    "rvq": lambda: ResidualVQ(16, 128, 4),
-    "pq": lambda: ProductVQ(16, 128, 4),
-    "aq": lambda: AdditiveVQ(16, 64, 2, beam_width=4),
-    "gumbel": lambda: GumbelVQ(16, 256),
-    "fsq": lambda: FSQ([8, 5, 5, 5], dim=16),
-    "lfq": lambda: LFQ(16, 10),
-    "bsq": lambda: BSQ(16, 10),
+# case -> (quantizer preset name, its constructor keywords): every family, built by the registry codecs use
+QUANTIZERS: dict[str, tuple[str, dict[str, object]]] = {
+    "vq": ("vq", {"dim": 16, "codebook_size": 256}),
+    "vq_cosine_lowdim": ("vq", {"dim": 16, "codebook_size": 256, "codebook_dim": 8, "distance": "cosine"}),
+    "rvq": ("rvq", {"dim": 16, "codebook_size": 128, "num_quantizers": 4}),
+    "pq": ("pq", {"dim": 16, "codebook_size": 128, "groups": 4}),
+    "aq": ("aq", {"dim": 16, "codebook_size": 64, "num_codebooks": 2, "beam_width": 4}),
+    "gumbel": ("gumbel", {"dim": 16, "codebook_size": 256}),
+    "fsq": ("fsq", {"levels": [8, 5, 5, 5], "dim": 16}),
+    "lfq": ("lfq", {"dim": 16, "bits": 10}),
+    "bsq": ("bsq", {"dim": 16, "bits": 10}),
 }
 SCALAR = {"fsq", "lfq", "bsq"}  # rounding / signs: no distance ties, so no float-order excuse either
 
@@ -241,7 +232,8 @@ def test_quantizer_codes_on_cuda_equal_cpu(name: str, record_property: Callable[
     """The same input gives the CPU's codes on CUDA. Codebook quantizers may differ only on float near-ties
     (distances computed in another order): at most 2 rows in 4,096, each recorded."""
     torch.manual_seed(0)
-    q = QUANTIZERS[name]()
+    preset, kwargs = QUANTIZERS[name]
+    q: Quantizer = build_quantizer(preset, **kwargs)
     g = torch.Generator().manual_seed(1)
     q.train()(torch.randn(2048, 16, generator=g) * 1.5 + 0.5)  # k-means init / EMA state, on the CPU
     q.eval()
@@ -259,33 +251,10 @@ def test_quantizer_codes_on_cuda_equal_cpu(name: str, record_property: Callable[
 
 
 # ----- DDP --------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.skipif(torch.cuda.device_count() < 2,
                     reason=f"needs 2 GPUs for DDP over NCCL; this machine has {torch.cuda.device_count()}")
 def test_ddp_codebooks_equal_across_gpus(tmp_path: Path) -> None:
-    import _gpu_dist_worker as worker  # tests/gpu is on sys.path under pytest's default import mode
-    import torch.multiprocessing as mp
+    import dist_helpers as dh  # tests/ is on sys.path (its conftest.py)
 
-    world = 2
-    ctx = mp.start_processes(worker.run, args=(world, _free_port(), str(tmp_path)), nprocs=world, join=False,
-                             start_method="spawn")
-    deadline = time.monotonic() + 120
-    try:
-        while not ctx.join(timeout=1.0):
-            if time.monotonic() > deadline:
-                pytest.fail("DDP quantizer training on 2 GPUs did not finish within 120 s (hang?)")
-    finally:
-        for p in ctx.processes:
-            if p.is_alive():
-                p.kill()
-    logs = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(world)]
-    for name in logs[0]:
-        assert len(logs[0][name]) == len(logs[1][name]) == len(worker.BATCH_SIZES[0])
-        for step, (a, b) in enumerate(zip(logs[0][name], logs[1][name])):
-            assert a == b, f"{name}: codebooks differ across GPUs after step {step}"
-        assert logs[0][name][0] != logs[0][name][-1], f"{name}: codebook never changed"
+    dh.check_codebooks_equal(dh.run_ranks(dh.codebook_worker, tmp_path, "DDP quantizer training on 2 GPUs", 120.0,
+                                          "nccl"))
