@@ -8,25 +8,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch.utils._python_dispatch import TorchDispatchMode
+from quant_helpers import MaxNumel, index_round_trip
 
 from omnitok.quantizers._utils import binary_entropy_from_logits
 from omnitok.quantizers.bsq import BSQ
-
-
-class MaxNumel(TorchDispatchMode):
-    """Records the largest tensor any op produced (forward and backward)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.max_numel = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else [out]:
-            if isinstance(t, torch.Tensor):
-                self.max_numel = max(self.max_numel, t.numel())
-        return out
 
 
 def test_codes_are_unit_sign_vectors() -> None:
@@ -41,16 +26,8 @@ def test_codes_are_unit_sign_vectors() -> None:
 @settings(max_examples=30, deadline=None)
 @given(bits=st.integers(1, 62), seed=st.integers(0, 2**16))
 def test_index_maps_identity(bits: int, seed: int) -> None:
-    q = BSQ(dim=bits, bits=bits)
-    if bits <= 10:
-        index = torch.arange(2**bits)
-    else:
-        index = torch.randint(0, 2**62, (512,), generator=torch.Generator().manual_seed(seed)) % (2**bits)
-    code = q.index_to_code(index)
-    assert torch.allclose(code.norm(dim=-1), torch.ones(index.numel()), atol=1e-5)
-    back = q.code_to_index(code)
-    assert torch.equal(back, index)
-    assert back.min() >= 0 and back.max() < q.codebook_size
+    code = index_round_trip(BSQ(dim=bits, bits=bits), bits, seed)
+    assert torch.allclose(code.norm(dim=-1), torch.ones(len(code)), atol=1e-5)
 
 
 def test_factorised_entropy_is_per_bit() -> None:

@@ -9,25 +9,10 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch.utils._python_dispatch import TorchDispatchMode
+from quant_helpers import MaxNumel, index_round_trip
 
 from omnitok.quantizers._utils import factorized_bit_entropy
 from omnitok.quantizers.lfq import LFQ
-
-
-class MaxNumel(TorchDispatchMode):
-    """Records the largest tensor any op produced (forward and backward)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.max_numel = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else [out]:
-            if isinstance(t, torch.Tensor):
-                self.max_numel = max(self.max_numel, t.numel())
-        return out
 
 
 def naive_lfq_entropy(z: torch.Tensor, inv_temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,17 +71,8 @@ def test_d18_entropy_runs_without_a_2_pow_d_matrix() -> None:
 @settings(max_examples=30, deadline=None)
 @given(bits=st.integers(1, 62), seed=st.integers(0, 2**16))
 def test_index_maps_identity(bits: int, seed: int) -> None:
-    q = LFQ(dim=bits, bits=bits)
-    if bits <= 10:
-        index = torch.arange(2**bits)
-    else:
-        g = torch.Generator().manual_seed(seed)
-        index = torch.randint(0, 2**62, (512,), generator=g) % (2**bits)
-    code = q.index_to_code(index)
+    code = index_round_trip(LFQ(dim=bits, bits=bits), bits, seed)
     assert set(code.unique().tolist()) <= {-1.0, 1.0}
-    back = q.code_to_index(code)
-    assert torch.equal(back, index)
-    assert back.min() >= 0 and back.max() < q.codebook_size
 
 
 @settings(max_examples=20, deadline=None)
