@@ -9,12 +9,11 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from shard_helpers import write_shards
 
 from omnitok.data.debug import debug_vocabulary
 from omnitok.data.mixture import MixtureLoader
-from omnitok.data.token_shards import TokenShardWriter
-from omnitok.data.tokenize import shard_meta
-from omnitok.vocab import TASKS, Document, Image, Text, Uncond, Vocabulary
+from omnitok.vocab import Image, Text, Uncond, Vocabulary
 
 
 @functools.cache
@@ -23,22 +22,18 @@ def vocab() -> Vocabulary:
 
 
 def _write(out, task: str, n: int, seed: int, vhash: str | None = None) -> str:
-    v = vocab()
     rng = np.random.default_rng(seed)
-    w = TokenShardWriter(out, vocab_hash=vhash or v.hash, vocab_size=v.size, task=task, meta=shard_meta(v),
-                         shard_tokens=400)
-    for _ in range(n):
-        text = Text(codes=torch.from_numpy(rng.integers(0, 300, int(rng.integers(1, 12)))))
-        if task == "text":
-            segs, n_cond = [text], 0
-        else:
-            h, w_ = (int(x) for x in rng.integers(1, 5, 2))
-            segs, n_cond = [text, Image(codes=torch.from_numpy(rng.integers(0, 64, (h, w_))))], 1
-        ids, spans = v.encode_with_spans(Document(segs))
-        w.add(ids, (spans[0][0], spans[0][1]) if n_cond else (0, 0), TASKS[task])
-        w.end_batch(1)
-    w.close()
-    return str(out)
+
+    def docs():
+        for _ in range(n):
+            text = Text(codes=torch.from_numpy(rng.integers(0, 300, int(rng.integers(1, 12)))))
+            if task == "text":
+                yield [text], False
+            else:
+                h, w = (int(x) for x in rng.integers(1, 5, 2))
+                yield [text, Image(codes=torch.from_numpy(rng.integers(0, 64, (h, w))))], True
+
+    return write_shards(out, vocab(), task, docs(), vhash)
 
 
 @pytest.fixture(scope="module")

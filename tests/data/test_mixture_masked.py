@@ -8,12 +8,11 @@ import functools
 import numpy as np
 import pytest
 import torch
+from shard_helpers import write_shards
 
 from omnitok.data.debug import debug_vocabulary
 from omnitok.data.mixture import TASK_IDS, MixtureLoader, mask_image_target, mask_schedule
-from omnitok.data.token_shards import TokenShardWriter
-from omnitok.data.tokenize import shard_meta
-from omnitok.vocab import TASKS, Document, Image, Text, Vocabulary
+from omnitok.vocab import Document, Image, Text, Vocabulary
 
 
 @functools.cache
@@ -22,18 +21,15 @@ def vocab() -> Vocabulary:
 
 
 def _write(out, task: str, n: int, seed: int) -> str:
-    v = vocab()
     rng = np.random.default_rng(seed)
-    w = TokenShardWriter(out, vocab_hash=v.hash, vocab_size=v.size, task=task, meta=shard_meta(v), shard_tokens=400)
-    for _ in range(n):
-        text = Text(codes=torch.from_numpy(rng.integers(0, 300, int(rng.integers(1, 8)))))
-        img = Image(codes=torch.from_numpy(rng.integers(0, 64, (3, 4))))
-        segs = [text, img] if task == "caption2image" else [img, text]
-        ids, spans = v.encode_with_spans(Document(segs))
-        w.add(ids, spans[0], TASKS[task])
-        w.end_batch(1)
-    w.close()
-    return str(out)
+
+    def docs():
+        for _ in range(n):
+            text = Text(codes=torch.from_numpy(rng.integers(0, 300, int(rng.integers(1, 8)))))
+            img = Image(codes=torch.from_numpy(rng.integers(0, 64, (3, 4))))
+            yield ([text, img] if task == "caption2image" else [img, text]), True
+
+    return write_shards(out, vocab(), task, docs())
 
 
 @pytest.fixture(scope="module")

@@ -126,27 +126,26 @@ def test_documents_and_arguments() -> None:
                                                            {}))[0].segments[0].data)
 
 
-def test_tokenize_video_with_the_codec_frames(root, codec_dirs, tmp_path) -> None:
+def _first_video_document(root, codec_dirs, tmp_path, task: str):  # noqa: ANN202
+    """Tokenise ``video:<task>`` with a debug video codec (4 frames of 8 px, 2 frames a code) -> the first
+    document, decoded with its data."""
     DebugVideoCodec(patch=4, frames_per_code=2).save_pretrained(
         tmp_path / "vid", extra={"preset": {"data": {"size": 8, "frames": 4}}})
     dirs = {**codec_dirs, "video": tmp_path / "vid"}
-    assert _cli(root, dirs, tmp_path / "vocab", "video:caption2video", tmp_path / "c2v") == 0
+    assert _cli(root, dirs, tmp_path / "vocab", f"video:{task}", tmp_path / task) == 0
     vocab = Vocabulary.load(tmp_path / "vocab")
-    ts = TokenShards(tmp_path / "c2v")
-    text, video = vocab.decode(ts[0], data=True).segments
+    return vocab.decode(TokenShards(tmp_path / task)[0], data=True)
+
+
+def test_tokenize_video_with_the_codec_frames(root, codec_dirs, tmp_path) -> None:
+    text, video = _first_video_document(root, codec_dirs, tmp_path, "caption2video").segments
     assert text.text == "the digit 0 moving left"
     assert video.codes.shape == (2, 2, 2, 1) and video.data.shape == (3, 4, 8, 8)  # 4 frames of 8 px kept
 
 
 def test_video2caption_documents(root, codec_dirs, tmp_path) -> None:
     """video -> caption: the clip is the condition, its caption the target (a shard of the video2caption task)."""
-    DebugVideoCodec(patch=4, frames_per_code=2).save_pretrained(
-        tmp_path / "vid", extra={"preset": {"data": {"size": 8, "frames": 4}}})
-    dirs = {**codec_dirs, "video": tmp_path / "vid"}
-    assert _cli(root, dirs, tmp_path / "vocab", "video:video2caption", tmp_path / "v2c") == 0
-    vocab = Vocabulary.load(tmp_path / "vocab")
-    doc = vocab.decode(TokenShards(tmp_path / "v2c")[0], data=True)
-    video, text = doc.segments
+    video, text = _first_video_document(root, codec_dirs, tmp_path, "video2caption").segments
     assert video.codes.shape == (2, 2, 2, 1) and text.text == "the digit 0 moving left"
 
 
