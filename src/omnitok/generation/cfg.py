@@ -20,9 +20,17 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["SCHEDULES", "guidance_scales", "guide", "split_halves"]
+__all__ = ["SCHEDULES", "batch_rows", "guidance_scales", "guide", "split_halves"]
 
 SCHEDULES = ("constant", "linear")
+
+
+def batch_rows(ids: Tensor, scales: Tensor | None) -> tuple[int, int, int, bool]:
+    """ids (N, P) prompts -> (N, P, B, guided): with guidance (``scales`` given) the N = 2B rows are the B
+    conditional rows, then their B unconditional ones; without it N = B."""
+    N, P = ids.shape
+    guided = scales is not None
+    return N, P, N // 2 if guided else N, guided
 
 
 def guidance_scales(scale: float, num_steps: int, schedule: str = "constant",

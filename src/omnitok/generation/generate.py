@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from omnitok.generation.cfg import guidance_scales, guide
+from omnitok.generation.cfg import batch_rows, guidance_scales, guide
 from omnitok.generation.constraints import StepTable, step_table
 from omnitok.generation.jacobi import decode_jacobi
 from omnitok.generation.masked import decode_masked
@@ -283,9 +283,7 @@ def decode_cached(model: Transformer, ids: Tensor, mask: Tensor, table: StepTabl
     """
     t0 = time.perf_counter()
     device = ids.device
-    N, P = ids.shape
-    cfg = scales is not None
-    B = N // 2 if cfg else N
+    N, P, B, cfg = batch_rows(ids, scales)
     S = table.num_steps
     table = table.to(device)
     index = table.index.tolist()  # host copy: bias rows are picked with Python ints (views, no sync)

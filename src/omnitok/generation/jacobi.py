@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from omnitok.generation.cfg import guide
+from omnitok.generation.cfg import batch_rows, guide
 from omnitok.generation.constraints import StepTable
 from omnitok.generation.sampling import SamplingParams, filter_logits, sample_from_probs
 from omnitok.model.kv_cache import StaticKVCache
@@ -60,9 +60,7 @@ def decode_jacobi(model: Transformer, ids: Tensor, mask: Tensor, table: StepTabl
         raise ValueError(f"jacobi window must be >= 1, got {window}")
     t0 = time.perf_counter()
     device = ids.device
-    N, P = ids.shape
-    cfg = scales is not None
-    B = N // 2 if cfg else N
+    N, P, B, cfg = batch_rows(ids, scales)
     S = table.num_steps
     L = min(int(window), max(S - 1, 1))
     table = table.to(device)

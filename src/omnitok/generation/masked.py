@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from omnitok.generation.cfg import guide
+from omnitok.generation.cfg import batch_rows, guide
 from omnitok.generation.constraints import StepTable
 from omnitok.generation.sampling import SamplingParams, filter_logits, sample_from_probs
 from omnitok.model.kv_cache import StaticKVCache
@@ -88,9 +88,7 @@ def decode_masked(model: Transformer, ids: Tensor, mask: Tensor, table: StepTabl
     model at every step (the reference the tests compare against)."""
     t0 = time.perf_counter()
     device = ids.device
-    N, P = ids.shape
-    cfg = scales is not None
-    B = N // 2 if cfg else N
+    N, P, B, cfg = batch_rows(ids, scales)
     block_ids, bias, end_id = _block_layout(table)
     block_ids, bias = block_ids.to(device), bias.to(device)  # (Sb,), (Sb, V)
     Sb = block_ids.shape[0]

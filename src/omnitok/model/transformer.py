@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from omnitok.model.config import ModelConfig
+from omnitok.model.weights import check_state, untie_head
 from omnitok.nn.attention import Attention, causal_document_mask
 from omnitok.nn.rmsnorm import RMSNorm
 from omnitok.nn.rope import RotaryEmbedding
@@ -241,17 +242,9 @@ class Transformer(nn.Module):
         state = load_safetensors(w_path, map_location=str(map_location))
         model = cls(mcfg)
         if model.config.tie_embeddings:
-            state.setdefault("lm_head.weight", state.get("embed_tokens.weight"))
-        expected = model.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise CheckpointError(f"{w_path} does not match {cfg_path}: missing {missing[:5]}, unexpected "
-                                  f"{unexpected[:5]}")
+            untie_head(state)
+        check_state(model, state, str(w_path), str(cfg_path))
         for name, t in state.items():
-            if tuple(t.shape) != tuple(expected[name].shape):
-                raise CheckpointError(f"{w_path}: {name} has shape {tuple(t.shape)} but {cfg_path} implies "
-                                      f"{tuple(expected[name].shape)}")
             if not t.is_floating_point():
                 raise CheckpointError(f"{w_path}: {name} has dtype {t.dtype}, expected a floating-point tensor")
         model.load_state_dict(state)

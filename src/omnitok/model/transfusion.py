@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from omnitok.model.config import ModelConfig
 from omnitok.model.transformer import Transformer, lm_loss
+from omnitok.model.weights import check_state, untie_head
 from omnitok.nn.timestep import TimestepEmbedding
 
 __all__ = ["TransfusionConfig", "TransfusionLoss", "TransfusionModel", "TransfusionOutput", "transfusion_loss"]
@@ -221,20 +222,10 @@ class TransfusionModel(nn.Module):
 
     def load_saved_state(self, state: dict[str, Tensor], where: str) -> None:
         """Load a state written by :meth:`state_for_saving`; a name or shape mismatch is a CheckpointError."""
-        from omnitok._io import CheckpointError
-
         state = dict(state)
-        if self.model_config.tie_embeddings and "transformer.embed_tokens.weight" in state:
-            state.setdefault("transformer.lm_head.weight", state["transformer.embed_tokens.weight"])
-        expected = self.state_dict()
-        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise CheckpointError(f"{where}: weights do not match the config: missing {missing[:5]}, unexpected "
-                                  f"{unexpected[:5]}")
-        for name, t in state.items():
-            if tuple(t.shape) != tuple(expected[name].shape):
-                raise CheckpointError(f"{where}: {name} has shape {tuple(t.shape)}, the config implies "
-                                      f"{tuple(expected[name].shape)}")
+        if self.model_config.tie_embeddings:
+            untie_head(state, "transformer.")
+        check_state(self, state, where, "its config")
         self.load_state_dict(state)
 
     @classmethod
