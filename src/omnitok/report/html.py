@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,11 @@ def _audio(path: str | None, out: Path) -> str:
     return f'<audio controls preload="none" src="{_e(r)}"></audio>' if r else ""
 
 
+def _video(path: str | None, out: Path) -> str:
+    r = _rel(path, out)
+    return f'<video src="{_e(r)}" autoplay loop muted playsinline></video>' if r else ""
+
+
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x:.1%}"
 
@@ -79,13 +85,10 @@ def target_rows(ev: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     return rows
 
 
-def _section_t2i(t: dict[str, Any], out: Path) -> str:
-    parts = ["<h2>Text → image</h2>"]
-    if "error" in t:
-        return parts[0] + f"<p>error: {_e(t['error'])}</p>"
-    parts.append(f"<p>Prompts “the digit k”; judge CNN accuracy <b>{_pct(t.get('accuracy'))}</b> "
-                 f"over {t.get('n')} images" + (f"; FID {t['fid']:.1f} ({t['fid_images']})" if 'fid' in t else "")
-                 + ".</p>")
+def _t2i(t: dict[str, Any], out: Path) -> str:
+    parts = [f"<p>Prompts “the digit k”; judge CNN accuracy <b>{_pct(t.get('accuracy'))}</b> "
+             f"over {t.get('n')} images" + (f"; FID {t['fid']:.1f} ({t['fid_images']})" if 'fid' in t else "")
+             + ".</p>"]
     for row in t.get("samples", []):
         imgs = "".join(_img(f, out, f"judge says {p}") for f, p in zip(row["files"], row["predicted"]))
         parts.append(f'<div class="row"><span class="cap" style="width:120px">{_e(row["prompt"])}</span>{imgs}'
@@ -97,11 +100,8 @@ def _section_t2i(t: dict[str, Any], out: Path) -> str:
     return "\n".join(parts)
 
 
-def _section_i2t(t: dict[str, Any], out: Path) -> str:
-    parts = ["<h2>Image → text</h2>"]
-    if "error" in t:
-        return parts[0] + f"<p>error: {_e(t['error'])}</p>"
-    parts.append(f"<p>Held-out digit images; label accuracy <b>{_pct(t.get('accuracy'))}</b> over {t.get('n')}.</p>")
+def _i2t(t: dict[str, Any], out: Path) -> str:
+    parts = [f"<p>Held-out digit images; label accuracy <b>{_pct(t.get('accuracy'))}</b> over {t.get('n')}.</p>"]
     for s in t.get("samples", []):
         parts.append(f'<div class="card">{_img(s["file"], out)}<br>true {s["label"]}: “{_e(s["caption"])}”</div>')
     em = t.get("emoji")
@@ -123,10 +123,8 @@ def _wer_line(t: dict[str, Any]) -> str:
     return line
 
 
-def _section_t2s(t: dict[str, Any], out: Path) -> str:
-    parts = ["<h2>Text → speech</h2>"]
-    if "error" in t:
-        return parts[0] + f"<p>error: {_e(t['error'])}</p>"
+def _t2s(t: dict[str, Any], out: Path) -> str:
+    parts = []
     real = t.get("real_recordings") or {}
     parts.append(f"<p>Held-out digit strings, judged by pocketsphinx with a digit grammar: {_wer_line(t)}. "
                  f"The same judge on the real recordings: {_pct(real.get('wer'))}.</p>")
@@ -143,28 +141,21 @@ def _section_t2s(t: dict[str, Any], out: Path) -> str:
     return "\n".join(parts) + "</table>"
 
 
-def _section_s2t(t: dict[str, Any], out: Path) -> str:
-    parts = ["<h2>Speech → text</h2>"]
-    if "error" in t:
-        return parts[0] + f"<p>error: {_e(t['error'])}</p>"
-    parts.append(f"<p>The model's transcripts of held-out speech: {_wer_line(t)}.</p>")
+def _s2t(t: dict[str, Any], out: Path) -> str:
+    parts = [f"<p>The model's transcripts of held-out speech: {_wer_line(t)}.</p>"]
     parts.append("<table><tr><th>speech</th><th>true</th><th>model</th></tr>")
     for s in t.get("samples", []):
         parts.append(f"<tr><td>{_audio(s['file'], out)}</td><td>{_e(s['text'])}</td><td>{_e(s['transcript'])}</td></tr>")
     return "\n".join(parts) + "</table>"
 
 
-def _section_t2v(t: dict[str, Any], out: Path) -> str:
-    parts = ["<h2>Text → video</h2>"]
-    if "error" in t:
-        return parts[0] + f"<p>error: {_e(t['error'])}</p>"
-    parts.append(f"<p>Judge CNN accuracy on every frame <b>{_pct(t.get('frame_accuracy'))}</b> ({t.get('frames')} "
-                 f"frames); direction of motion right <b>{_pct(t.get('direction_accuracy'))}</b> of {t.get('n')} "
-                 f"(the same judges on the real clips: frames {_pct(t.get('real_frame_accuracy'))}, direction "
-                 f"{_pct(t.get('real_direction_accuracy'))}).</p>")
+def _t2v(t: dict[str, Any], out: Path) -> str:
+    parts = [f"<p>Judge CNN accuracy on every frame <b>{_pct(t.get('frame_accuracy'))}</b> ({t.get('frames')} "
+             f"frames); direction of motion right <b>{_pct(t.get('direction_accuracy'))}</b> of {t.get('n')} "
+             f"(the same judges on the real clips: frames {_pct(t.get('real_frame_accuracy'))}, direction "
+             f"{_pct(t.get('real_direction_accuracy'))}).</p>"]
     for s in t.get("samples", []):
-        r = _rel(s.get("file"), out)
-        vid = f'<video src="{_e(r)}" autoplay loop muted playsinline></video>' if r else ""
+        vid = _video(s.get("file"), out)
         strip = _rel(s.get("frames_file"), out)  # first | middle | last frame
         still = f'<br><img src="{_e(strip)}" style="image-rendering:pixelated;height:64px">' if strip else ""
         parts.append(f'<div class="card">{vid}{still}<br>{_e(s["prompt"])}<br>moves: {_e(s["direction"])}; '
@@ -172,22 +163,20 @@ def _section_t2v(t: dict[str, Any], out: Path) -> str:
     return "\n".join(parts)
 
 
-def _section_v2t(t: dict[str, Any], out: Path) -> str:
-    parts = ["<h2>Video → text</h2>"]
-    if "error" in t:
-        return parts[0] + f"<p>error: {_e(t['error'])}</p>"
-    parts.append(f"<p>Held-out clips of one moving digit; the caption names the digit in "
-                 f"<b>{_pct(t.get('digit_accuracy'))}</b> and the direction in <b>{_pct(t.get('direction_accuracy'))}"
-                 f"</b> of {t.get('n')} (both: {_pct(t.get('both_accuracy'))}).</p>")
+def _v2t(t: dict[str, Any], out: Path) -> str:
+    parts = [f"<p>Held-out clips of one moving digit; the caption names the digit in "
+             f"<b>{_pct(t.get('digit_accuracy'))}</b> and the direction in <b>{_pct(t.get('direction_accuracy'))}"
+             f"</b> of {t.get('n')} (both: {_pct(t.get('both_accuracy'))}).</p>"]
     for s in t.get("samples", []):
-        r = _rel(s.get("file"), out)
-        vid = f'<video src="{_e(r)}" autoplay loop muted playsinline></video>' if r else ""
+        vid = _video(s.get("file"), out)
         parts.append(f'<div class="card">{vid}<br>true: {_e(s["caption"])}<br>model: “{_e(s["generated"])}”</div>')
     return "\n".join(parts)
 
 
-def _section_cross(i2s: dict[str, Any] | None, s2i: dict[str, Any] | None, out: Path) -> str:
-    parts = ["<h2>Image ↔ speech</h2>"]
+def _cross(t: dict[str, Any], out: Path) -> str:
+    """``t``: the i2s and s2i results (either may be missing)."""
+    i2s, s2i = t.get("i2s"), t.get("s2i")
+    parts = []
     if i2s and "error" not in i2s:
         parts.append(f"<p>Image → speech: the ASR judge hears the image's digit in <b>{_pct(i2s.get('accuracy'))}</b> "
                      f"of {i2s.get('n')}.</p>")
@@ -206,15 +195,19 @@ def _section_cross(i2s: dict[str, Any] | None, s2i: dict[str, Any] | None, out: 
     return "\n".join(parts)
 
 
-def _section_text(t: dict[str, Any]) -> str:
-    parts = ["<h2>Text continuation</h2>"]
-    if "error" in t:
-        return parts[0] + f"<p>error: {_e(t['error'])}</p>"
-    parts.append(f"<p>Held-out text: {t['nll_per_token']:.3f} nats per token (perplexity {t['perplexity']:.1f}) "
-                 f"over {t['tokens']} tokens.</p><table><tr><th>prompt</th><th>model</th><th>original</th></tr>")
+def _text(t: dict[str, Any], out: Path) -> str:
+    parts = [f"<p>Held-out text: {t['nll_per_token']:.3f} nats per token (perplexity {t['perplexity']:.1f}) "
+             f"over {t['tokens']} tokens.</p><table><tr><th>prompt</th><th>model</th><th>original</th></tr>"]
     for s in t.get("samples", []):
         parts.append(f"<tr><td>{_e(s['prompt'])}</td><td>{_e(s['continuation'])}</td><td>{_e(s['truth'])}</td></tr>")
     return "\n".join(parts) + "</table>"
+
+
+#: (task, heading, the section's body after the heading) in page order; "cross" is image <-> speech (two tasks)
+SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any], Path], str]], ...] = (
+    ("t2i", "Text → image", _t2i), ("i2t", "Image → text", _i2t), ("t2s", "Text → speech", _t2s),
+    ("s2t", "Speech → text", _s2t), ("t2v", "Text → video", _t2v), ("v2t", "Video → text", _v2t),
+    ("cross", "Image ↔ speech", _cross), ("text", "Text continuation", _text))
 
 
 def write_report(out: str | os.PathLike, timings: dict[str, Any] | None = None,
@@ -254,22 +247,15 @@ def write_report(out: str | os.PathLike, timings: dict[str, Any] | None = None,
     loss = out / "lm" / "loss.png"
     if loss.is_file():
         body.append(f'<h2>Loss curves</h2><img src="{_e(os.path.relpath(loss, out))}" style="max-width:100%">')
-    if "t2i" in tasks:
-        body.append(_section_t2i(tasks["t2i"], out))
-    if "i2t" in tasks:
-        body.append(_section_i2t(tasks["i2t"], out))
-    if "t2s" in tasks:
-        body.append(_section_t2s(tasks["t2s"], out))
-    if "s2t" in tasks:
-        body.append(_section_s2t(tasks["s2t"], out))
-    if "t2v" in tasks:
-        body.append(_section_t2v(tasks["t2v"], out))
-    if "v2t" in tasks:
-        body.append(_section_v2t(tasks["v2t"], out))
-    if "i2s" in tasks or "s2i" in tasks:
-        body.append(_section_cross(tasks.get("i2s"), tasks.get("s2i"), out))
-    if "text" in tasks:
-        body.append(_section_text(tasks["text"]))
+    for task, heading, section in SECTIONS:
+        t = ({k: tasks[k] for k in ("i2s", "s2i") if k in tasks} or None) if task == "cross" else tasks.get(task)
+        if t is None:
+            continue
+        if "error" in t:
+            body.append(f"<h2>{heading}</h2><p>error: {_e(t['error'])}</p>")
+        else:
+            text = section(t, out)
+            body.append(f"<h2>{heading}</h2>" + ("\n" + text if text else ""))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title><style>{CSS}</style>"
             f"</head><body>{''.join(body)}</body></html>")
     path = out / "report.html"

@@ -262,6 +262,15 @@ def create_app(served: ServedModel, batcher: Batcher, *, api_key: str | None = N
     async def body_json(request: Request, model: type) -> Any:
         return parse_json(await request.body(), model)  # whatever the Content-Type says (curl -d sends a form's)
 
+    async def generation_body(request: Request, model: type, produces: str) -> Any:
+        """The JSON body of a request for ``n`` outputs of modality ``produces``, checked: this server's model,
+        ``n`` within its limit, a codec for ``produces`` in the served vocabulary."""
+        body = await body_json(request, model)
+        check_model(body.model)
+        check_n(body.n)
+        need(produces)
+        return body
+
     # ----- pages and listings ------------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
     async def index() -> HTMLResponse:
@@ -310,10 +319,7 @@ def create_app(served: ServedModel, batcher: Batcher, *, api_key: str | None = N
 
     @app.post("/v1/images/generations")
     async def images(request: Request) -> dict[str, Any]:
-        body: ImageRequest = await body_json(request, ImageRequest)
-        check_model(body.model)
-        check_n(body.n)
-        need("image")
+        body: ImageRequest = await generation_body(request, ImageRequest, "image")
         grid = visual_grid(body, "image")
         out = await run(Job("image", [Text(text=body.prompt)], body.n, {"grid": grid, **sampling(body)}))
         data = await run_in_threadpool(lambda: [{"b64_json": _png(s), "revised_prompt": None} for s in out.outputs])
@@ -323,10 +329,7 @@ def create_app(served: ServedModel, batcher: Batcher, *, api_key: str | None = N
 
     @app.post("/v1/videos/generations", response_model=None)
     async def videos(request: Request) -> Response | dict[str, Any]:
-        body: VideoRequest = await body_json(request, VideoRequest)
-        check_model(body.model)
-        check_n(body.n)
-        need("video")
+        body: VideoRequest = await generation_body(request, VideoRequest, "video")
         if body.response_format == "mp4" and body.n != 1:
             raise APIError(400, "response_format 'mp4' returns one video: use n=1, or response_format 'b64_json'",
                            "n", "invalid_value")
@@ -476,10 +479,7 @@ def create_app(served: ServedModel, batcher: Batcher, *, api_key: str | None = N
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> StreamingResponse | dict[str, Any]:
-        body: ChatRequest = await body_json(request, ChatRequest)
-        check_model(body.model)
-        check_n(body.n)
-        need("text")
+        body: ChatRequest = await generation_body(request, ChatRequest, "text")
         max_new = body.max_completion_tokens or body.max_tokens or CHAT_MAX_TOKENS
         if max_new >= max_seq:
             raise APIError(400, f"max_tokens={max_new} is more than the model's context of {max_seq} ids",
