@@ -18,6 +18,7 @@ image or video frame, so images of any aspect ratio are one sequence (Emu3, http
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 __all__ = ["BASE_SPECIALS", "MODALITIES", "MODALITY_IDS", "SpecialTokens"]
 
@@ -49,13 +50,14 @@ class SpecialTokens:
         if not isinstance(self.with_mask, bool):
             raise ValueError(f"with_mask must be a bool, got {self.with_mask!r}")
 
-    pad: int = 0
-    bos: int = 1
-    eos: int = 2
-    uncond: int = 3
-    eor: int = 4
-    eof: int = 5
-    delay_pad: int = 6
+    # the fixed ids: their places in BASE_SPECIALS (class constants, the same for every size)
+    pad: ClassVar[int] = BASE_SPECIALS.index("<|pad|>")
+    bos: ClassVar[int] = BASE_SPECIALS.index("<|bos|>")
+    eos: ClassVar[int] = BASE_SPECIALS.index("<|eos|>")
+    uncond: ClassVar[int] = BASE_SPECIALS.index("<|uncond|>")
+    eor: ClassVar[int] = BASE_SPECIALS.index("<|eor|>")
+    eof: ClassVar[int] = BASE_SPECIALS.index("<|eof|>")
+    delay_pad: ClassVar[int] = BASE_SPECIALS.index("<|delay_pad|>")
 
     def begin(self, modality: str) -> int:
         return len(BASE_SPECIALS) - 2 * len(MODALITIES) + 2 * MODALITIES.index(modality)
