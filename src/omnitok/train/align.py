@@ -45,7 +45,8 @@ from omnitok.data.pairs import PairSet, load_pairs
 from omnitok.train import distributed as dist_utils
 from omnitok.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from omnitok.train.metrics import MetricsWriter
-from omnitok.train.schedule import lr_at
+from omnitok.train.optim import decay_groups
+from omnitok.train.schedule import set_lr
 
 __all__ = ["AlignTrainConfig", "LossConfig", "TaskConfig", "add_arguments", "apply_overrides", "batch_indices",
            "load_preset", "run", "train"]
@@ -232,11 +233,8 @@ def train(cfg: dict[str, Any], out: str | Path, resume: bool = False, progress: 
 
     torch.manual_seed(tc.seed)
     model = AlignModel(mcfg, tokenizer).to(info.device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
-                                   {"params": rest, "weight_decay": 0.0}], lr=tc.lr, betas=(tc.beta1, tc.beta2),
-                                  foreach=False)
+    optimizer = torch.optim.AdamW(decay_groups(model, tc.weight_decay, embedding="embed"), lr=tc.lr,
+                                  betas=(tc.beta1, tc.beta2), foreach=False)
     step, train_seconds = 0, 0.0
     ckpt_path = latest_checkpoint(out) if resume else None
     if ckpt_path is not None:
@@ -267,9 +265,7 @@ def train(cfg: dict[str, Any], out: str | Path, resume: bool = False, progress: 
         writer.write({"split": "val", "step": 0, **_val_losses(model, tokenizer, tasks, val_sets, lc, info)})
         t_mark = time.perf_counter()
     while step < tc.max_steps:
-        lr = lr_at(step, tc.lr, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = set_lr(optimizer, step, tc.lr, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
         total = torch.zeros((), device=info.device)
         parts: dict[str, Tensor] = {}
         for t_i, (name, task) in enumerate(tasks.items()):

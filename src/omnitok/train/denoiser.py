@@ -30,7 +30,7 @@ from omnitok._overrides import apply_overrides, load_yaml, preset_file
 from omnitok.data.sources.digits import DIGIT_WORDS
 from omnitok.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from omnitok.train.common import merge
-from omnitok.train.schedule import lr_at
+from omnitok.train.schedule import set_lr
 
 __all__ = ["COLOURS", "SAMPLE_DEFAULTS", "TRAIN_DEFAULTS", "EmaPair", "LoopResult", "StepOutput", "encode_latents", "load_pairs", "load_preset",
            "resume", "sample_prompts", "save_final", "save_sample_grid", "synthetic_pairs", "train_loop"]
@@ -207,11 +207,8 @@ def train_loop(pair: EmaPair, opt: torch.optim.Optimizer, cfg: dict[str, Any], o
     stopped = "steps"
     while step < steps:
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        # with a time budget the schedule follows whichever of steps and elapsed time is further along
-        where = max(step, steps * (time.perf_counter() - t0) / max_seconds) if max_seconds > 0 else step
-        lr = lr_at(where, float(tc["lr"]), int(tc["warmup"]), steps, float(tc["min_lr_ratio"]))
-        for group in opt.param_groups:
-            group["lr"] = lr
+        lr = set_lr(opt, step, float(tc["lr"]), int(tc["warmup"]), steps, float(tc["min_lr_ratio"]),
+                    time.perf_counter() - t0, max_seconds)
         out_step = step_fn(g)
         opt.zero_grad(set_to_none=True)
         out_step.loss.backward()

@@ -36,7 +36,8 @@ from omnitok.train.checkpoint import latest_checkpoint, load_checkpoint, save_ch
 from omnitok.train.metrics import FLOPS_PEAK, MetricsWriter, TokenStats, flops_per_token, plot_curves
 from omnitok.train.muon import Muon
 from omnitok.train.muon import param_groups as muon_param_groups
-from omnitok.train.schedule import lr_at
+from omnitok.train.optim import decay_groups
+from omnitok.train.schedule import set_lr
 
 __all__ = ["BatchSource", "SyntheticBatches", "TrainConfig", "add_arguments", "build_optimizer", "expand_data",
            "run", "train", "train_preset"]
@@ -287,14 +288,8 @@ def build_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Opti
                     betas=(tc.beta1, tc.beta2), eps=tc.eps)
     if tc.optimizer != "adamw":
         raise ValueError(f"train.optimizer: expected adamw or muon, got {tc.optimizer!r}")
-    decay, no_decay, seen = [], [], set()
-    for name, p in model.named_parameters():
-        if not p.requires_grad or id(p) in seen:
-            continue
-        seen.add(id(p))
-        (no_decay if p.dim() < 2 or "embed_tokens" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), eps=tc.eps, foreach=False)
+    return torch.optim.AdamW(decay_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2), eps=tc.eps,
+                             foreach=False)
 
 
 @functools.cache
@@ -471,10 +466,7 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
                                                              info.device, tc.precision)})
     while not finished:
         # with a time budget the schedule runs on whichever of steps and elapsed time is further along
-        at = step if max_seconds <= 0 else max(step, tc.max_steps * train_seconds / max_seconds)
-        lr = lr_at(at, tc.lr, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = set_lr(optimizer, step, tc.lr, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio, train_seconds, max_seconds)
         micro = [_to(next(source), info.device) for _ in range(tc.grad_accum)]
         n_tokens = torch.tensor(float(sum(int((b["labels"] != -100).sum()) for b in micro)))
         dist_utils.all_reduce_sum(n_tokens)
