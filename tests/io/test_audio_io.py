@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from io_helpers import check_refuses_bad_media
 
 sf = pytest.importorskip("soundfile")
 
@@ -82,16 +83,11 @@ def test_read_resamples_and_downmixes(tmp_path) -> None:
 
 
 def test_bad_audio_raises_value_error_naming_it(tmp_path) -> None:
-    flac = write_flac(_tone(440.0, 16000, 1.0), 16000)
-    with pytest.raises(ValueError, match="clip-7.*(corrupt|truncated)"):
-        read_audio(flac[: len(flac) // 2], name="clip-7")
+    check_refuses_bad_media(read_audio, write_flac(_tone(440.0, 16000, 1.0), 16000), tmp_path / "missing.flac",
+                            junk_match="junk.*cannot decode")
     wav = write_wav(_tone(440.0, 16000, 1.0), 16000)
     with pytest.raises(ValueError, match="clip-8: truncated WAV"):
         read_audio(wav[: len(wav) // 2], name="clip-8")
-    with pytest.raises(ValueError, match="empty"):
-        read_audio(b"", name="clip-9")
-    with pytest.raises(ValueError, match="garbage.*cannot decode"):
-        read_audio(b"not audio at all" * 10, name="garbage")
     with pytest.raises(ValueError, match="no samples"):
         buf = io.BytesIO()
         sf.write(buf, np.zeros(0, np.float32), 16000, format="WAV")
@@ -106,5 +102,3 @@ def test_bad_audio_raises_value_error_naming_it(tmp_path) -> None:
         write_flac(nan, 16000)
     with pytest.raises(ValueError, match="empty"):
         write_flac(np.zeros(0, np.float32), 16000)
-    with pytest.raises(ValueError, match=str(tmp_path / "missing.flac")):
-        read_audio(tmp_path / "missing.flac")
