@@ -120,24 +120,30 @@ def load_images(
     """A split as uint8 (N, 3, size, size); ``where`` keeps examples whose meta has those values."""
     if data == "synthetic":
         return synthetic_images(limit or 256, size, seed=_split_seed(split))
-    key = f"images-{split}-{size}-{limit}-" + hashlib.sha256(json.dumps(where, sort_keys=True).encode()).hexdigest()[:8]
-    return _cached(data, key, lambda: _decode_images(data, split, size, limit, where, progress))
+    key = f"images-{split}-{size}-{limit}-" + _where_key(where)
+    return _cached(data, key, lambda: _decode(data, split, "image", limit, where, progress, image_size=size))
 
 
-def _decode_images(data: str, split: str, size: int, limit: int | None, where: dict[str, Any] | None,
-                   progress: bool) -> Tensor:
+def _where_key(where: dict[str, Any] | None) -> str:
+    return hashlib.sha256(json.dumps(where, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _decode(data: str, split: str, kind: str, limit: int | None, where: dict[str, Any] | None, progress: bool,
+            **sizes: int) -> Tensor:
+    """The ``kind`` ("image" or "video") of each example of a split passing the ``where`` meta filter, as uint8,
+    stacked; ``sizes``: the ShardDataset's decoding sizes."""
     from omnitok.data.dataset import ShardDataset
 
-    ds = ShardDataset(data, split, image_size=size)
+    ds = ShardDataset(data, split, **sizes)
     items = []
     for ex in tqdm(ds, desc=f"load {data}/{split}", disable=not progress, leave=False):
-        if "image" not in ex or not _matches(ex.get("meta") or {}, where):
+        if kind not in ex or not _matches(ex.get("meta") or {}, where):
             continue
-        items.append(to_uint8(ex["image"]))
+        items.append(to_uint8(ex[kind]))
         if limit is not None and len(items) >= limit:
             break
     if not items:
-        raise ValueError(f"dataset {data!r} split {split!r} has no images" + (f" with {where}" if where else ""))
+        raise ValueError(f"dataset {data!r} split {split!r} has no {kind}s" + (f" with {where}" if where else ""))
     return torch.stack(items)
 
 
@@ -153,22 +159,6 @@ def load_videos(
     """A split as uint8 (N, T, 3, size, size), first ``frames`` frames of each clip (``where``: meta filter)."""
     if data == "synthetic":
         return synthetic_videos(limit or 64, size, frames, seed=_split_seed(split))
-    key = f"videos-{split}-{size}-{frames}-{limit}-" + hashlib.sha256(json.dumps(where, sort_keys=True).encode()).hexdigest()[:8]
-    return _cached(data, key, lambda: _decode_videos(data, split, size, frames, limit, where, progress))
-
-
-def _decode_videos(data: str, split: str, size: int, frames: int, limit: int | None,
-                   where: dict[str, Any] | None, progress: bool) -> Tensor:
-    from omnitok.data.dataset import ShardDataset
-
-    ds = ShardDataset(data, split, video_size=size, num_frames=frames)
-    items = []
-    for ex in tqdm(ds, desc=f"load {data}/{split}", disable=not progress, leave=False):
-        if "video" not in ex or not _matches(ex.get("meta") or {}, where):
-            continue
-        items.append(to_uint8(ex["video"]))
-        if limit is not None and len(items) >= limit:
-            break
-    if not items:
-        raise ValueError(f"dataset {data!r} split {split!r} has no videos" + (f" with {where}" if where else ""))
-    return torch.stack(items)
+    key = f"videos-{split}-{size}-{frames}-{limit}-" + _where_key(where)
+    return _cached(data, key, lambda: _decode(data, split, "video", limit, where, progress, video_size=size,
+                                              num_frames=frames))
