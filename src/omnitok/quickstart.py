@@ -226,6 +226,15 @@ def _stage_codecs(cfg: dict[str, Any], out: Path, data_root: Path, progress: boo
         if (dirs[m] / "config.json").is_file():
             continue
         preset = load_preset(str(spec[m]), list((cfg.get("codec_overrides") or {}).get(m, [])))
+        if preset.get("image_from"):  # built around a codec trained above (e.g. the sprite video codec)
+            from omnitok.codecs import load_codec
+            from omnitok.codecs.builder import derive_codec
+
+            source = dirs[str(preset["image_from"])]
+            codec = derive_codec(preset, load_codec(source))
+            codec.save_pretrained(dirs[m], extra={"preset": preset, "derived_from": str(source)})
+            print(f"--- {m} codec: preset {preset.get('name')} around {source} (nothing to train)", flush=True)
+            continue
         if not progress:
             preset.setdefault("train", {})["progress"] = False
         print(f"--- {m} codec: preset {preset.get('name')} ({preset['train'].get('steps')} steps)", flush=True)

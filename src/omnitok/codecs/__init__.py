@@ -9,8 +9,9 @@ from omnitok.codecs.debug import DebugAudioCodec, DebugImageCodec, DebugVideoCod
 from omnitok.codecs.frames import FrameCodec
 from omnitok.codecs.global_motion import GlobalMotionCodec
 from omnitok.codecs.image import ImageCodec
+from omnitok.codecs.sprite_motion import SpriteMotionCodec
 from omnitok.codecs.text import TextCodec
 from omnitok.codecs.video import VideoCodec
 
 __all__ = ["AudioCodec", "CheckpointError", "Codec", "CodecOutput", "DebugAudioCodec", "DebugImageCodec",
-           "DebugVideoCodec", "FrameCodec", "GlobalMotionCodec", "ImageCodec", "TextCodec", "VideoCodec", "load_codec"]
+           "DebugVideoCodec", "FrameCodec", "GlobalMotionCodec", "ImageCodec", "SpriteMotionCodec", "TextCodec", "VideoCodec", "load_codec"]

@@ -3,7 +3,7 @@
 A preset looks like::
 
     type: image            # image | video | audio
-    codec: video           # video presets only: video (3-D, default) | frames | global-motion
+    codec: video           # video presets only: video (3-D, default) | frames | global-motion | sprite-motion
     model: {in_channels: 3, channels: 64, channel_mult: [1, 2, 2, 2], num_res_blocks: 1, z_channels: 64}
     quantizer: {name: vq, dim: 16, codebook_size: 1024, kmeans_init: true}
 
@@ -13,6 +13,8 @@ codec is handed the built :class:`Quantizer`. Audio presets (``type: audio``) na
 ``model`` and the residual VQ in ``quantizer`` (``num_codebooks``, ``codebook_size``, ``quantizer_dropout`` and
 its other keywords); the codec builds that RVQ through the same registry after its convolutions, the order every
 trained audio codec was initialised in.
+A video preset with ``image_from: image`` is not trained: :func:`derive_codec` builds it around an image codec
+that is (``frames``, ``global-motion`` or ``sprite-motion``, whose ``sprite`` keys are window and image_size).
 Components never read configs themselves. Preset files and ``key=value`` overrides are read by
 :mod:`omnitok._overrides` (the same typed values as the LM presets).
 """
@@ -29,10 +31,11 @@ from omnitok.codecs.base import Codec
 from omnitok.codecs.frames import FrameCodec
 from omnitok.codecs.global_motion import GlobalMotionCodec
 from omnitok.codecs.image import ImageCodec
+from omnitok.codecs.sprite_motion import SpriteMotionCodec
 from omnitok.codecs.video import VideoCodec
 from omnitok.quantizers.registry import build_quantizer
 
-__all__ = ["build_audio_codec", "build_codec", "load_preset", "preset_path"]
+__all__ = ["build_audio_codec", "build_codec", "derive_codec", "load_preset", "preset_path"]
 
 CONFIG_DIR = _overrides.CONFIG_DIR / "codec"
 
@@ -70,6 +73,9 @@ def build_codec(preset: dict[str, Any]) -> Codec:
     """Preset dict -> ImageCodec, VideoCodec (or FrameCodec / GlobalMotionCodec) or AudioCodec, its quantizer
     built by name."""
     kind = preset.get("type")
+    if preset.get("image_from"):
+        raise ValueError(f"preset {preset.get('name', '?')}: built around a trained {preset['image_from']} codec "
+                         f"(image_from), not trained itself: derive_codec(preset, image_codec) builds it")
     if kind == "audio":
         return build_audio_codec(preset)
     model = dict(preset.get("model") or {})
@@ -87,3 +93,22 @@ def build_codec(preset: dict[str, Any]) -> Codec:
     if kind == "video":
         return VideoCodec(**model, quantizer=build_quantizer(qname, **qcfg))
     raise ValueError(f"build_codec: preset type must be 'image', 'video' or 'audio', got {kind!r}")
+
+
+def derive_codec(preset: dict[str, Any], image: ImageCodec) -> Codec:
+    """A video preset with ``image_from`` + the trained image codec it names -> the video codec around a copy of
+    that codec's weights (nothing to train): ``codec`` frames, global-motion (``motion`` keys) or sprite-motion
+    (``sprite`` keys window and image_size, ``motion`` keys, square frames of ``data.size`` px)."""
+    kind = preset.get("codec")
+    motion = dict(preset.get("motion") or {})
+    if kind == "frames":
+        return FrameCodec.from_image_codec(image)
+    if kind == "global-motion":
+        return GlobalMotionCodec.from_image_codec(image, **motion)
+    if kind == "sprite-motion":
+        size = (preset.get("data") or {}).get("size")
+        if not isinstance(size, int):
+            raise ValueError(f"preset {preset.get('name', '?')}: sprite-motion needs data.size (the frame side, px)")
+        return SpriteMotionCodec.from_image_codec(image, frame_size=size, **dict(preset.get("sprite") or {}), **motion)
+    raise ValueError(f"preset {preset.get('name', '?')}: image_from needs codec frames, global-motion or "
+                     f"sprite-motion, got {kind!r}")

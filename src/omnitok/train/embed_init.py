@@ -64,6 +64,8 @@ def codebook_embedding_init(embed: Tensor, vocab: Vocabulary, *, std: float, see
             feats = torch.cat([proj.sin(), proj.cos()], dim=1)[:, :dim]  # (K, dim)
             feats = feats - feats.mean(0, keepdim=True)
             feats = feats * (std / feats.std().clamp_min(1e-6))
-            embed[lo:hi] = feats.to(embed.dtype).to(embed.device)
-            done[modality] = done.get(modality, 0) + (hi - lo)
+            # a codec whose id range is wider than its quantizer's codes (SpriteMotionCodec: corner and motion ids
+            # beyond the image codes) keeps the model's own initialisation on the rows past them
+            embed[lo : lo + len(feats)] = feats.to(embed.dtype).to(embed.device)
+            done[modality] = done.get(modality, 0) + len(feats)
     return done
