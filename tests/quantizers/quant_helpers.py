@@ -33,3 +33,18 @@ def index_round_trip(q, bits: int, seed: int) -> torch.Tensor:  # noqa: ANN001
     assert torch.equal(back, index)
     assert back.min() >= 0 and back.max() < q.codebook_size
     return code
+
+
+def check_forward_contract(q, x: torch.Tensor, num_codebooks: int, codebook_size: int):  # noqa: ANN001, ANN201
+    """A multi-codebook quantizer on x (B, T, D) with grad: latents of x's shape, codes (B, T, num_codebooks) in
+    range, gradients reaching x; in eval mode its codes decode to its latents exactly. -> the training output."""
+    out = q(x)
+    assert out.latents.shape == x.shape and out.codes.shape == (*x.shape[:-1], num_codebooks)
+    assert int(out.codes.min()) >= 0 and int(out.codes.max()) < codebook_size
+    (out.latents.square().sum() + out.loss).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    q.eval()
+    with torch.no_grad():
+        ev = q(x)
+        assert torch.equal(q.codes_to_latents(ev.codes), ev.latents)
+    return out

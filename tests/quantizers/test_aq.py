@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+from quant_helpers import check_forward_contract
 
 from omnitok.quantizers.aq import AdditiveVQ
 
@@ -15,16 +16,8 @@ def test_shapes_codes_roundtrip_and_grads(beam: int) -> None:
     torch.manual_seed(0)
     aq = AdditiveVQ(8, 16, 3, beam_width=beam)
     x = torch.randn(2, 10, 8, requires_grad=True)
-    out = aq(x)
-    assert out.latents.shape == x.shape and out.codes.shape == (2, 10, 3)
-    assert int(out.codes.min()) >= 0 and int(out.codes.max()) < 16
-    (out.latents.square().sum() + out.loss).backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0
+    check_forward_contract(aq, x, num_codebooks=3, codebook_size=16)
     assert aq.codebooks.grad is not None and aq.codebooks.grad.abs().sum() > 0
-    aq.eval()
-    with torch.no_grad():
-        ev = aq(x)
-        assert torch.equal(aq.codes_to_latents(ev.codes), ev.latents)
 
 
 def test_wide_beam_is_exhaustive_and_beats_greedy() -> None:

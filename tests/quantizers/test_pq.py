@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from quant_helpers import check_forward_contract
 
 from omnitok.quantizers.pq import ProductVQ
 
@@ -12,15 +13,7 @@ def test_shapes_codes_roundtrip_and_grads() -> None:
     torch.manual_seed(0)
     pq = ProductVQ(12, 16, 3, distance="cosine")
     x = torch.randn(2, 5, 12, requires_grad=True)
-    out = pq(x)
-    assert out.latents.shape == x.shape and out.codes.shape == (2, 5, 3)
-    assert int(out.codes.min()) >= 0 and int(out.codes.max()) < 16
-    (out.latents.square().sum() + out.loss).backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0
-    pq.eval()
-    with torch.no_grad():
-        ev = pq(x)
-        assert torch.equal(pq.codes_to_latents(ev.codes), ev.latents)
+    check_forward_contract(pq, x, num_codebooks=3, codebook_size=16)
 
 
 def test_groups_are_independent() -> None:
