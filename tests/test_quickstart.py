@@ -199,3 +199,28 @@ def test_quickstart_debug_with_masked_decoding(env):
     assert (env / "seven.png").stat().st_size > 0
     with pytest.raises(ValueError, match="masked"):
         load_config("debug", ["masked=1.5"])
+
+
+def test_codec_stage_derives_the_sprite_video_codec_from_the_trained_image_codec(tmp_path):
+    """The default quickstart's video codec (``image_from: image``) is built around the image codec the stage
+    trained just before, with its weights and the preset recorded; nothing is trained for it."""
+    import torch
+
+    from omnitok.codecs import ImageCodec, SpriteMotionCodec, load_codec
+    from omnitok.quickstart import _stage_codecs
+
+    out = tmp_path / "qs"
+    image = ImageCodec(in_channels=3, channels=8, channel_mult=[1, 2, 2, 2], num_res_blocks=1, z_channels=8,
+                       quantizer="fsq", quantizer_kwargs={"levels": [8, 5, 5, 5]})
+    image.save_pretrained(out / "codecs" / "image" / "codec")
+    for done in ("text", "audio/codec"):  # trained before: the stage skips them
+        (out / "codecs" / done).mkdir(parents=True)
+        (out / "codecs" / done / "config.json").write_text("{}")
+    cfg = load_config("quickstart")
+    _stage_codecs(cfg, out, tmp_path / "data", progress=False)
+    video = load_codec(out / "codecs" / "video" / "codec")
+    assert isinstance(video, SpriteMotionCodec) and (video.frame_size, video.window) == (64, 28)
+    assert all(torch.equal(a, b) for a, b in zip(video.image.state_dict().values(), image.state_dict().values()))
+    saved = json.loads((out / "codecs" / "video" / "codec" / "config.json").read_text())
+    assert saved["preset"]["name"] == "quickstart-video-sprite" and saved["preset"]["data"]["frames"] == 8
+    assert not (out / "codecs" / "video" / "checkpoints").exists()
