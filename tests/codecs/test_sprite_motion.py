@@ -52,9 +52,11 @@ def test_code_grid_layout_and_codebook():
     assert codec.code_grid((3, 8, 32, 32)) == (1, 6, 4)  # 4 rows of window codes + corner and 7 steps
     assert codec.code_grid((12, 32, 32)) == (1, 7, 4)
     assert codec.places == 21 and codec.codebook_size == max(125, 17 * 17, 21 * 21)
-    codes = codec.encode(_clip((5, 9), (1.0, 0.5)))
+    clip = _clip((5, 9), (1.0, 0.5))
+    codes = codec.encode(clip)
     assert codes.shape == (1, 1, 6, 4, 1) and codes.dtype == torch.int64
-    assert int(codes.max()) < codec.codebook_size
+    x, y = codec.corners(clip[:, :, 0])[0].tolist()
+    assert int(codes[0, 0, 4, 0, 0]) == x * codec.places + y  # the first cell after the window is its corner
 
 
 def test_window_centred_on_the_sprite():
