@@ -38,6 +38,9 @@ def test_config_overrides():
     assert load_config("debug")["vocab"]["audio_encode_dtype"] == "float32"
     with pytest.raises(ValueError, match="audio_encode_dtype"):
         load_config("debug", ["vocab.audio_encode_dtype=float16"])
+    assert load_config("quickstart")["vocab"]["share_image_ids"] is True
+    with pytest.raises(ValueError, match="share_image_ids"):
+        load_config("debug", ["vocab.share_image_ids=sometimes"])
 
 
 def test_quickstart_debug_end_to_end(env):

@@ -68,6 +68,9 @@ def load_config(preset: str = "quickstart", overrides: list[str] | None = None) 
     dtype = (cfg.get("vocab") or {}).get("audio_encode_dtype")  # None: the codec's own default (float64)
     if dtype not in (None, "float32", "float64"):
         raise ValueError(f"vocab.audio_encode_dtype: expected float32 or float64, got {dtype!r}")
+    share = (cfg.get("vocab") or {}).get("share_image_ids", False)
+    if not isinstance(share, bool):
+        raise ValueError(f"vocab.share_image_ids: expected true or false, got {share!r}")
     ratio = cfg.get("masked", 0.0)
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 1.0:
         raise ValueError(f"masked: expected a share of caption -> image documents in [0, 1] (0 = off), got {ratio!r}")
@@ -275,7 +278,8 @@ def _stage_tokenize(cfg: dict[str, Any], out: Path, data_root: Path, progress: b
     codecs = {m: str(p) for m, p in _codec_dirs(out).items()}
     max_size = int(cfg.get("vocab", {}).get("max_size", 16))
     vocab = load_or_build_vocab(vocab_dir, codecs, max_height=max_size, max_width=max_size, max_frames=max_size,
-                                with_mask=masked_ratio(cfg) > 0)
+                                with_mask=masked_ratio(cfg) > 0,
+                                share_image_ids=bool(cfg.get("vocab", {}).get("share_image_ids", False)))
     device = select_device("auto")
     for codec in vocab.codecs.values():
         codec.to(device).eval()

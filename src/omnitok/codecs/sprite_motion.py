@@ -63,6 +63,12 @@ class SpriteMotionCodec(GlobalMotionCodec):
     def codebook_size(self) -> int:
         return max(self.image.codebook_size, self.levels * self.levels, self.places * self.places)
 
+    @property
+    def image_rows(self) -> int:
+        """Rows of the code grid that hold the image codec's codes (the window's h): a vocabulary built with
+        ``share_image_ids`` gives them the image codec's ids."""
+        return int(self.grid[0])
+
     def code_grid(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """(C, T, H, W) or (T, H, W), H = W = frame_size, T = k * w -> (1, h + k, w)."""
         if len(input_shape) not in (3, 4):

@@ -361,7 +361,7 @@ def parse_codecs(spec: str | None) -> dict[str, str]:
 def load_or_build_vocab(vocab_dir: str | os.PathLike, codecs: dict[str, str], *, audio_pattern: str = "delay",
                         max_height: int = 64, max_width: int = 64, max_frames: int = 64,
                         accept_hash_mismatch: bool = False, rank: int = 0, wait_s: float = 600.0,
-                        with_mask: bool = False) -> Vocabulary:
+                        with_mask: bool = False, share_image_ids: bool = False) -> Vocabulary:
     vocab_dir = Path(vocab_dir)
     if rank > 0 and codecs and not (vocab_dir / "vocab.json").exists():
         # under torchrun rank 0 builds the vocabulary; the others wait for it
@@ -378,7 +378,7 @@ def load_or_build_vocab(vocab_dir: str | os.PathLike, codecs: dict[str, str], *,
     if not codecs:
         raise ValueError(f"--vocab {vocab_dir} does not exist yet: pass --codecs text=DIR,image=DIR,... to build it")
     vocab = Vocabulary.build(codecs, audio_pattern=audio_pattern, max_height=max_height, max_width=max_width,
-                             max_frames=max_frames, with_mask=with_mask)
+                             max_frames=max_frames, with_mask=with_mask, share_image_ids=share_image_ids)
     vocab.save(vocab_dir)
     print(f"built {vocab} -> {vocab_dir}")
     return vocab

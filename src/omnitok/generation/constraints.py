@@ -116,9 +116,11 @@ def step_table(vocab: Vocabulary, target: str, grid: Sequence[int] | None = None
     seg = {"image": Image, "video": Video, "audio": Audio}[target](codes=zeros)
     ids = vocab.encode_segment(seg)[prompt_head_length(target):]  # (S,) the generated part, END included
     level_of = {}
-    for k in range(e.num_codebooks):
-        lo, hi = e.level_range(k)
-        level_of[lo] = (lo, hi)  # dummy code 0 of level k is the level's first id
+    shared = [vocab.entries["image"]] if target == "video" and e.image_rows else []  # the video's image rows
+    for entry in [e, *shared]:
+        for k in range(entry.num_codebooks):
+            lo, hi = entry.level_range(k)
+            level_of[lo] = (lo, hi)  # dummy code 0 of level k is the level's first id
     steps: list[Ranges] = [(level_of[i],) if i in level_of else ((i, i + 1),) for i in ids.tolist()]
     stop_id = None
     if until_end:  # END_AUDIO may also start any whole frame from min_frames on (step f * n_q starts frame f)

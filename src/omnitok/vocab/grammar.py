@@ -64,6 +64,9 @@ class _Tables:
             m: [merge_ranges([e.level_range(0), one(sp.end(m))])] for m, e in vocab.entries.items()
         }
         self.begin_to_modality = {sp.begin(m): m for m in vocab.entries}
+        # rows 0..image_rows-1 of every video frame hold image codes (IdLayout: shared image ids)
+        video = vocab.entries.get("video")
+        self.image_rows = video.image_rows if video is not None else 0
         self.masks: dict[tuple[Ranges, str], Tensor] = {}
 
 
@@ -142,6 +145,8 @@ class GrammarState:
         if mode == _GRID:
             if self.col == self.w * self.n_q:
                 return t.eor
+            if self.m == "video" and self.row < t.image_rows:
+                return t.level["image"][self.col % self.n_q]
             return t.level[self.m][self.col % self.n_q]
         if mode == _EOF:
             return t.eof
@@ -176,6 +181,8 @@ class GrammarState:
             where = f"row {self.row + 1} of {self.h}" + (f", frame {self.frame + 1} of {self.t}" if m == "VIDEO" else "")
             if self.col == self.w * self.n_q:
                 return f"EOR closing {where} ({self.w} codes a row)"
+            if m == "VIDEO" and self.row < self._t.image_rows:
+                return f"an IMAGE code of level {self.col % self.n_q} (the video's image rows) in {where}"
             return f"a {m} code of level {self.col % self.n_q} in {where}"
         if mode == _EOF:
             return f"EOF after {self.h} rows of frame {self.frame + 1} of {self.t}"
@@ -239,6 +246,11 @@ class GrammarState:
         c = r % row_len
         levels = np.array([rng[0] for rng in t.level[self.m]], dtype=np.int64)  # (n_q, 2)
         lo, hi = levels[c % self.n_q, 0], levels[c % self.n_q, 1]
+        if self.m == "video" and t.image_rows:  # the first rows of every frame take the image codec's ids
+            image = np.array([rng[0] for rng in t.level["image"]], dtype=np.int64)
+            shared = r // row_len < t.image_rows
+            lo = np.where(shared, image[c % self.n_q, 0], lo)
+            hi = np.where(shared, image[c % self.n_q, 1], hi)
         eor, eof = c == row_len - 1, r == frame_len - 1 if self.m == "video" else np.zeros(len(p), bool)
         lo = np.where(eor, t.eor[0][0], lo)
         hi = np.where(eor, t.eor[0][1], hi)

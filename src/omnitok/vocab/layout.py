@@ -11,6 +11,12 @@ Layout (``vocab.json`` records it)::
     [off_audio, + n_q*K_audio)  audio codec, same per-level ranges
     [off_video, + n_q*K_video)  video codec, same per-level ranges
 
+A video codec that codes part of a clip with the vocabulary's image codec (``SpriteMotionCodec``: the sprite's
+window by the image codec, then its place and motion) may share that codec's ids: with ``image_rows = R`` in the
+video entry, rows 0..R-1 of every video frame take the image codec's ids (level k code c -> off_image + k*K + c)
+and only the later rows the video range. A digit then has the same ids as a picture and inside a clip, so what
+a model learns reading images it uses reading videos (as Emu3 codes video frames with its image tokenizer).
+
 Separate ranges per codebook level (rather than one range shared by all levels) let the model tell the levels
 apart from the id alone, let the grammar restrict each position to its level, and cost only an embedding
 table of n_q*K rows.
@@ -64,6 +70,7 @@ class CodecEntry:
     codebook_size: int
     num_codebooks: int
     offset: int
+    image_rows: int = 0  # video only: rows 0..image_rows-1 of every frame take the image codec's ids
 
     @property
     def size(self) -> int:
@@ -92,6 +99,11 @@ class IdLayout:
         self.specials = specials or SpecialTokens()
         self.audio_pattern = audio_pattern
         self.entries: dict[str, CodecEntry] = {m: entries[m] for m in MODALITIES if m in entries}
+        for m, e in self.entries.items():
+            if e.image_rows and (m != "video" or "image" not in self.entries
+                                 or self.entries["image"].num_codebooks != e.num_codebooks):
+                raise ValueError(f"{m} entry: image_rows={e.image_rows} needs a video codec beside an image codec "
+                                 f"of as many codebooks ({e.num_codebooks})")
         self.size = max([self.specials.size] + [e.stop for e in self.entries.values()])
         self._build_tables()
 
@@ -135,7 +147,9 @@ class IdLayout:
                 **({"with_mask": True} if sp.with_mask else {}),  # absent = False: older files hash the same
                 "names": sp.names(),
             },
-            "codecs": {m: asdict(e) for m, e in self.entries.items()},
+            # image_rows absent = 0: vocabularies without shared rows hash as before
+            "codecs": {m: {k: v for k, v in asdict(e).items() if k != "image_rows" or v}
+                       for m, e in self.entries.items()},
         }
 
     @property
@@ -148,7 +162,9 @@ class IdLayout:
         return self.size
 
     def __repr__(self) -> str:
-        ranges = ", ".join(f"{m}=[{e.offset},{e.stop}) n_q={e.num_codebooks}" for m, e in self.entries.items())
+        ranges = ", ".join(f"{m}=[{e.offset},{e.stop}) n_q={e.num_codebooks}"
+                           + (f" (rows < {e.image_rows}: image ids)" if e.image_rows else "")
+                           for m, e in self.entries.items())
         return (f"{type(self).__name__}(size={self.size}, specials={self.specials.size}, {ranges}, "
                 f"audio={self.audio_pattern})")
 
@@ -306,7 +322,10 @@ class IdLayout:
         if m == "video":
             codes = as_code_array(seg.codes, 3, "video codes")
             t, h, w, _ = codes.shape
-            lifted = self._lift(codes, e, "video").reshape(t, h, -1)  # (t, h, w*n_q)
+            r = min(e.image_rows, h)  # rows in the image codec's ids
+            lifted = np.concatenate([self._lift(codes[:, :r], self.entries["image"], "video (image rows)"),
+                                     self._lift(codes[:, r:], e, "video")], axis=1) if r else self._lift(codes, e, "video")
+            lifted = lifted.reshape(t, h, -1)  # (t, h, w*n_q)
             rows = np.concatenate([lifted, np.full((t, h, 1), sp.eor, dtype=np.int64)], axis=2).reshape(t, -1)
             frames = np.concatenate([rows, np.full((t, 1), sp.eof, dtype=np.int64)], axis=1)
             head = [sp.begin(m), self.frames_id(t), self.height_id(h), self.width_id(w)]

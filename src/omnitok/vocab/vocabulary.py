@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,22 @@ from omnitok.vocab.parser import parse_ids
 from omnitok.vocab.special import MODALITIES, SpecialTokens
 
 __all__ = ["VOCAB_NAME", "CodecEntry", "Vocabulary", "codec_weights_hash"]
+
+
+def _shared_image_rows(codecs: Mapping[str, Codec]) -> int:
+    """Rows of every video frame coded by the image codec, checked: ValueError unless the video codec codes them
+    with the image codec's own weights."""
+    video, image = codecs.get("video"), codecs.get("image")
+    rows = int(getattr(video, "image_rows", 0) or 0)
+    if image is None or video is None or not rows:
+        raise ValueError("share_image_ids: needs an image codec and a video codec that codes rows of its grid with "
+                         f"it (e.g. SpriteMotionCodec); got image={type(image).__name__}, "
+                         f"video={type(video).__name__}")
+    mine, theirs = video.image.state_dict(), image.state_dict()
+    if mine.keys() != theirs.keys() or any(not torch.equal(mine[k].cpu(), theirs[k].cpu()) for k in mine):
+        raise ValueError("share_image_ids: the video codec's image codec has other weights than the vocabulary's "
+                         "image codec; derive the video codec from this image codec (codecs/builder.derive_codec)")
+    return rows
 
 
 class Vocabulary(IdLayout):
@@ -71,10 +88,14 @@ class Vocabulary(IdLayout):
         max_frames: int = 64,
         names: Mapping[str, str] | None = None,
         with_mask: bool = False,
+        share_image_ids: bool = False,
     ) -> Vocabulary:
         """Lay out ids for ``codecs`` (modality -> Codec or codec folder), in the order text, image, audio, video.
 
-        with_mask: add the special ``<|mask|>`` (masked-image training and ``method="masked"`` decoding)."""
+        with_mask: add the special ``<|mask|>`` (masked-image training and ``method="masked"`` decoding).
+        share_image_ids: the video codec's rows coded by the image codec (its ``image_rows``, e.g. a
+        ``SpriteMotionCodec``'s window) take the image codec's ids (``layout.py``); the video codec must wrap the
+        very weights of ``codecs["image"]``."""
         specials = SpecialTokens(max_height=max_height, max_width=max_width, max_frames=max_frames,
                                  with_mask=with_mask)
         loaded: dict[str, Codec] = {}
@@ -92,6 +113,8 @@ class Vocabulary(IdLayout):
         names = {m: (names or {}).get(m) or (sources[m].name if m in sources else type(c).__name__)
                  for m, c in loaded.items()}
         entries = cls.lay_out(specials, loaded, names, {m: codec_weights_hash(c) for m, c in loaded.items()})
+        if share_image_ids:
+            entries["video"] = replace(entries["video"], image_rows=_shared_image_rows(loaded))
         vocab = cls(entries, specials, audio_pattern, loaded)
         vocab._sources = sources
         return vocab
