@@ -423,6 +423,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-size", type=int, default=64, help="largest code-grid height/width/frames (building)")
     parser.add_argument("--with-mask", action="store_true",
                         help="the vocabulary gets a <|mask|> id (masked-image training and decoding; building)")
+    parser.add_argument("--share-image-ids", action="store_true",
+                        help="a video codec's rows coded by the image codec (a sprite codec's window) take the image "
+                             "codec's ids (building)")
     parser.add_argument("--accept-hash-mismatch", action="store_true")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     parser.add_argument("--views", type=int, default=1,
@@ -446,7 +449,8 @@ def run(args: argparse.Namespace) -> int:
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     vocab = load_or_build_vocab(args.vocab, parse_codecs(args.codecs), audio_pattern=args.audio_pattern,
                                 max_height=args.max_size, max_width=args.max_size, max_frames=args.max_size,
-                                accept_hash_mismatch=args.accept_hash_mismatch, rank=rank, with_mask=args.with_mask)
+                                accept_hash_mismatch=args.accept_hash_mismatch, rank=rank, with_mask=args.with_mask,
+                                share_image_ids=args.share_image_ids)
     image_size = args.image_size or codec_input_size(args.vocab, parse_codecs(args.codecs), "image")
     video_size = args.image_size or codec_input_size(args.vocab, parse_codecs(args.codecs), "video")
     sample_rate = args.sample_rate or getattr(vocab.codecs.get("audio"), "sample_rate", None)
