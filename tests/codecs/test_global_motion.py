@@ -1,14 +1,23 @@
-"""GlobalMotionCodec: the layout of its codes, motion found exactly on its grid of steps, the reconstruction of a
+"""GlobalMotionCodec: the layout of its codes, motion found exactly on its grid of steps, the motion search against
+the naive search (every candidate translated with grid_sample) on moving-digit clips, the reconstruction of a
 translating clip against a naive reference, folders, training through the codec trainer, clear errors."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from omnitok.codecs import load_codec
 from omnitok.codecs.builder import build_codec, load_preset
-from omnitok.codecs.global_motion import GlobalMotionCodec, translate
+from omnitok.codecs.global_motion import (
+    GlobalMotionCodec,
+    _background,
+    _bilinear_taps,
+    _shifted_windows,
+    translate,
+)
 from omnitok.codecs.image import CodecOutput, ImageCodec
 
 IMAGE = {"in_channels": 3, "channels": 8, "channel_mult": [1, 2, 2], "num_res_blocks": 1, "z_channels": 8,
@@ -25,6 +34,109 @@ def _sprite_clip(steps: list[tuple[float, float]], size: int = 16) -> torch.Tens
         pos = pos + torch.tensor([d])
         frames.append(translate(first, pos, bg))
     return torch.stack(frames, 2)
+
+
+def naive_estimate_motion(codec: GlobalMotionCodec, x: torch.Tensor) -> torch.Tensor:
+    """The motion search as first written: each frame's 25 candidates made with ``translate`` (affine_grid +
+    grid_sample on 25 copies of the first frame) and their mean squared error against the frame."""
+    b, _, t, hh, ww = x.shape
+    g = x.float().mean(1)
+    ref = g[:, 0] - _background(g[:, :1])[..., None]
+    spec = torch.fft.rfft2(ref).conj()
+    half = codec.levels // 2
+    pos = torch.zeros(b, 2)
+    ids = []
+    for i in range(1, t):
+        frame = g[:, i] - _background(g[:, i : i + 1])[..., None]
+        corr = torch.fft.irfft2(torch.fft.rfft2(frame) * spec, s=(hh, ww)).flatten(1)
+        peak = corr.argmax(1)
+        dy, dx = peak // ww, peak % ww
+        coarse = torch.stack([(dx + ww // 2) % ww - ww // 2, (dy + hh // 2) % hh - hh // 2], 1).float()
+        centre = ((coarse - pos) / codec.step).round().clamp(-half, half)
+        off = torch.arange(-2, 3, dtype=torch.float32)
+        ix = (centre[:, 0:1] + off).clamp(-half, half)
+        iy = (centre[:, 1:2] + off).clamp(-half, half)
+        cand_i = torch.stack(torch.broadcast_tensors(ix[:, :, None], iy[:, None, :]), -1).reshape(b, -1, 2)
+        k = cand_i.shape[1]
+        cand = pos[:, None] + cand_i * codec.step
+        moved = translate(ref[:, None].repeat_interleave(k, 0), cand.reshape(-1, 2),
+                          torch.zeros(b * k, 1)).reshape(b, k, hh, ww)
+        err = (moved - frame[:, None]).square().flatten(2).mean(-1)
+        best = err.argmin(1)
+        pick = cand_i[torch.arange(b), best]
+        ids.append(((pick[:, 0] + half) * codec.levels + pick[:, 1] + half).long())
+        pos = pos + pick * codec.step
+    return torch.stack(ids, 1) if ids else torch.zeros(b, 0, dtype=torch.long)
+
+
+def _strokes(n: int, seed: int) -> np.ndarray:
+    """uint8 (n, 28, 28) white-on-black scribbles of 2-4 antialiased strokes, standing in for MNIST digits."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    out = np.zeros((n, 28, 28), np.uint8)
+    for i in range(n):
+        im = Image.new("L", (112, 112))
+        pts = [tuple(int(v) for v in rng.integers(16, 96, 2)) for _ in range(int(rng.integers(3, 6)))]
+        ImageDraw.Draw(im).line(pts, fill=255, width=12, joint="curve")
+        out[i] = np.asarray(im.resize((28, 28), Image.Resampling.LANCZOS))
+    return out
+
+
+def _digit_clips(n: int, size: int, frames: int, seed: int, lossy_first: bool) -> torch.Tensor:
+    """(n, 3, frames, size, size) in [-1, 1]: clips of the video data source (one or two sprites, sub-pixel
+    motion, bounces). ``lossy_first``: the first frame blurred and noised, as a lossy image codec gives it back
+    (the sprite codec searches against the decoded first frame)."""
+    from omnitok.data.sources import video
+
+    rng = np.random.default_rng(seed)
+    images, labels = _strokes(24, seed), np.arange(24) % 10
+    clips = [torch.from_numpy(video.digit_clip(rng, images, labels, size=size, frames=frames)[0])
+             for _ in range(n)]
+    x = torch.stack(clips).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0  # (n, 3, T, S, S)
+    if lossy_first:
+        g = torch.Generator().manual_seed(seed)
+        first = F.avg_pool2d(x[:, :, 0], 3, 1, 1, count_include_pad=False)
+        x[:, :, 0] = (first + 0.1 * torch.randn(first.shape, generator=g)).clamp(-1, 1)
+    return x
+
+
+@pytest.mark.parametrize("lossy_first", [False, True])
+def test_motion_search_matches_the_naive_search_on_quickstart_like_clips(lossy_first):
+    # the quickstart's sprite codec: 64 px, 8 frames, 0.25 px steps up to 3 px
+    codec = GlobalMotionCodec(IMAGE, step=0.25, max_step=3.0)
+    x = _digit_clips(40, 64, 8, seed=3 + lossy_first, lossy_first=lossy_first)
+    fast, naive = codec.estimate_motion(x), naive_estimate_motion(codec, x)
+    assert fast.shape == (40, 7)
+    assert (naive != naive[:, :1]).any()  # the clips move in more than one way
+    assert torch.equal(fast, naive)
+
+
+@pytest.mark.parametrize("step,max_step", [(0.5, 2.0), (0.3, 1.5), (1.0, 1.0), (0.125, 2.0)])
+def test_motion_search_matches_the_naive_search_for_other_grids_of_steps(step, max_step):
+    codec = GlobalMotionCodec(IMAGE, step=step, max_step=max_step)
+    x = _digit_clips(16, 32, 9, seed=int(step * 1000), lossy_first=True)
+    assert torch.equal(codec.estimate_motion(x), naive_estimate_motion(codec, x))
+
+
+def test_motion_search_does_not_depend_on_the_batch():
+    codec = GlobalMotionCodec(IMAGE, step=0.3, max_step=3.0)
+    x = _digit_clips(6, 32, 8, seed=11, lossy_first=True)
+    batched = codec.estimate_motion(x)
+    assert torch.equal(torch.cat([codec.estimate_motion(x[i : i + 1]) for i in range(6)]), batched)
+
+
+def test_bilinear_taps_on_whole_pixel_shifts_equal_translate():
+    torch.manual_seed(0)
+    img = torch.randn(3, 12, 10)
+    d = torch.tensor([[0.3, -1.75], [4.5, 4.5], [-13.0, 0.0]])  # (B, 2) dx, dy; -13 px: out of the frame
+    sx, wx = _bilinear_taps(d[:, 0:1], 2)  # one candidate per image, two taps
+    sy, wy = _bilinear_taps(d[:, 1:2], 2)
+    shifts = _shifted_windows(F.pad(img, (10, 10, 12, 12)), sy[:, None] + torch.arange(2),
+                              sx[:, None] + torch.arange(2), 12, 10)  # (B, 2, 2, H, W)
+    moved = torch.einsum("by,bx,byxhw->bhw", wy[:, 0], wx[:, 0], shifts)
+    assert torch.allclose(moved, translate(img[:, None], d, torch.zeros(3, 1))[:, 0], atol=1e-5)
+    assert moved[2].abs().max() < 1e-5 < img[2].abs().max()  # moved out: all zero fill
 
 
 def test_translate_matches_a_whole_pixel_roll():

@@ -22,6 +22,7 @@ anything entering the frame; the codec evaluation reports PSNR per kind of clip 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -49,6 +50,33 @@ def translate(x: Tensor, d: Tensor, background: Tensor) -> Tensor:
 def _background(x: Tensor) -> Tensor:
     """(N, C, H, W) -> (N, C): the median of each channel (the flat background of a sprite clip)."""
     return x.flatten(2).median(-1).values
+
+
+def _bilinear_taps(d: Tensor, taps: int) -> tuple[Tensor, Tensor]:
+    """Displacements d (B, K) px along one axis -> the smallest whole-pixel shift s0 (B,) int64 and weights
+    (B, K, taps): moving a signal by d[b, k] with bilinear interpolation and zero fill is the sum over m of
+    w[b, k, m] times the signal moved by s0[b] + m whole pixels (output p takes input p - d: weight 1 - f on the
+    shift floor(d), f on floor(d) + 1, f = d - floor(d)). ``taps`` must exceed the span of floor(d) per row."""
+    n = d.floor()
+    f = d - n
+    s0 = n.min(1).values  # (B,)
+    m = (n - s0[:, None]).long()[..., None]  # (B, K, 1)
+    taps = max(taps, int(m.max()) + 2) if m.numel() else taps  # a float rounding past the span: one tap more
+    w = torch.zeros(*d.shape, taps, dtype=d.dtype, device=d.device)
+    w.scatter_(2, m, 1 - f[..., None])
+    w.scatter_add_(2, m + 1, f[..., None])
+    return s0.long(), w
+
+
+def _shifted_windows(padded: Tensor, sy: Tensor, sx: Tensor, h: int, w: int) -> Tensor:
+    """``padded`` (B, 3h, 3w): images (B, h, w) with h rows / w columns of zeros on each side; whole-pixel
+    shifts sy (B, Ty), sx (B, Tx) px (down, right) -> (B, Ty, Tx, h, w), each image moved by each (sx, sy)
+    pair with zero fill (a shift of a whole side or more leaves zeros)."""
+    windows = padded.unfold(1, h, 1).unfold(2, w, 1)  # (B, 2h+1, 2w+1, h, w) view: [b, h - sy, w - sx] = moved
+    rows = h - sy.clamp(-h, h)
+    cols = w - sx.clamp(-w, w)
+    return windows[torch.arange(padded.shape[0], device=padded.device)[:, None, None], rows[:, :, None],
+                   cols[:, None, :]]
 
 
 class GlobalMotionCodec(ImageBasedCodec):
@@ -101,33 +129,52 @@ class GlobalMotionCodec(ImageBasedCodec):
 
     # ----- motion ------------------------------------------------------------------------------------------
     def estimate_motion(self, x: Tensor) -> Tensor:
-        """(B, C, T, H, W) -> step ids (B, T - 1): each frame's displacement from frame 0, in closed loop."""
+        """(B, C, T, H, W) -> step ids (B, T - 1): each frame's displacement from frame 0, in closed loop.
+
+        The squared error of the first frame translated by each of the 25 candidate displacements against frame t
+        is computed without making the 25 translated frames: a bilinear translation is a weighted sum of whole-
+        pixel shifts, and the candidates of a clip (one coarse shift, fractions on the step grid) share the
+        Ty x Tx shifts s0 + (my, mx) of the first frame (3 x 3 for a 0.25 px step). With R_j those shifts and w_k
+        candidate k's weights on them, |sum_j w_kj R_j - frame|^2 = w_k' G w_k - 2 w_k' c + |frame|^2, where the
+        Gram matrix G = <R_i, R_j> and c = <R_j, frame> are dot products over the frame, summed in float64. The
+        same figure as translating each candidate with ``translate`` (the test's naive reference), to float
+        rounding."""
         b, _, t, hh, ww = x.shape
         g = x.float().mean(1)  # (B, T, H, W) grey
-        ref = g[:, 0] - _background(g[:, :1])[..., None]  # (B, H, W), background 0
+        g = g - _background(g)[..., None, None]  # every frame less its background (median)
+        ref = g[:, 0]  # (B, H, W), background 0
         spec = torch.fft.rfft2(ref).conj()
         half = self.levels // 2
+        off = torch.arange(-2, 3, device=x.device, dtype=torch.float32)
+        taps = math.ceil((len(off) - 1) * self.step) + 2  # whole-pixel shifts per axis spanned by 5 steps
+        ref_pad = F.pad(ref.double(), (ww, ww, hh, hh))  # (B, 3H, 3W)
         pos = torch.zeros(b, 2, device=x.device)
+        rows = torch.arange(b, device=x.device)
         ids = []
         for i in range(1, t):
-            frame = g[:, i] - _background(g[:, i : i + 1])[..., None]
+            frame = g[:, i]  # (B, H, W)
             corr = torch.fft.irfft2(torch.fft.rfft2(frame) * spec, s=(hh, ww)).flatten(1)  # (B, H*W)
             peak = corr.argmax(1)
             dy, dx = peak // ww, peak % ww
             coarse = torch.stack([(dx + ww // 2) % ww - ww // 2, (dy + hh // 2) % hh - hh // 2], 1).float()
             # steps within half a pixel of the coarse displacement, on the grid of steps
             centre = ((coarse - pos) / self.step).round().clamp(-half, half)  # (B, 2) in step units
-            off = torch.arange(-2, 3, device=x.device, dtype=torch.float32)
             ix = (centre[:, 0:1] + off).clamp(-half, half)  # (B, 5)
             iy = (centre[:, 1:2] + off).clamp(-half, half)
-            cand_i = torch.stack(torch.broadcast_tensors(ix[:, :, None], iy[:, None, :]), -1).reshape(b, -1, 2)
-            k = cand_i.shape[1]  # 25
-            cand = pos[:, None] + cand_i * self.step  # (B, K, 2) displacements from frame 0
-            moved = translate(ref[:, None].repeat_interleave(k, 0), cand.reshape(-1, 2),
-                              torch.zeros(b * k, 1, device=x.device)).reshape(b, k, hh, ww)
-            err = (moved - frame[:, None]).square().flatten(2).mean(-1)  # (B, K)
-            best = err.argmin(1)
-            pick = cand_i[torch.arange(b), best]  # (B, 2) step in step units
+            sx, wx = _bilinear_taps(pos[:, 0:1] + ix * self.step, taps)  # (B,), (B, 5, Tx)
+            sy, wy = _bilinear_taps(pos[:, 1:2] + iy * self.step, taps)  # (B,), (B, 5, Ty)
+            tx, ty = wx.shape[2], wy.shape[2]
+            shifts = _shifted_windows(ref_pad, sy[:, None] + torch.arange(ty, device=x.device),
+                                      sx[:, None] + torch.arange(tx, device=x.device), hh, ww)  # (B, Ty, Tx, H, W)
+            r = shifts.reshape(b, ty * tx, hh * ww)
+            f = frame.double().reshape(b, hh * ww, 1)
+            gram = r @ r.transpose(1, 2)  # (B, Ty*Tx, Ty*Tx)
+            cross = (r @ f)[..., 0]  # (B, Ty*Tx)
+            # candidate (ix, iy) -> weight on shift (my, mx): wx * wy, candidates in id order (ix major)
+            w2 = (wx[:, :, None, None, :] * wy[:, None, :, :, None]).double().reshape(b, -1, ty * tx)  # (B, 25, TyTx)
+            err = ((w2 @ gram) * w2).sum(-1) - 2 * (w2 @ cross[..., None])[..., 0] + f.square().sum((1, 2))[:, None]
+            best = err.argmin(1)  # (B,) the first of equal errors, as the candidates are ordered
+            pick = torch.stack([ix[rows, best // len(off)], iy[rows, best % len(off)]], 1)  # (B, 2) in step units
             ids.append(((pick[:, 0] + half) * self.levels + pick[:, 1] + half).long())
             pos = pos + pick * self.step
         return torch.stack(ids, 1) if ids else torch.zeros(b, 0, dtype=torch.long, device=x.device)
