@@ -108,3 +108,30 @@ def test_time_budget_stops_early_saves_final_and_resume_keeps_it(tmp_path, monke
     assert (tmp_path / "metrics.jsonl").read_text() == before
     with pytest.raises(ValueError, match="max_minutes"):
         train(MODEL, config(max_minutes=-1.0), "synthetic:vocab=64", tmp_path / "bad", progress=False)
+
+
+def test_keep_best_writes_the_model_of_the_lowest_validation_loss(tmp_path):
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    cfg = config(max_steps=12, lr=3e-2, eval_every=2, save_every=2, keep_checkpoints=10, keep_best="val_loss")
+    train(MODEL, cfg, "synthetic:vocab=64", run, progress=False)
+    val = {r["step"]: r["val_loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+           if r["split"] == "val" and r["step"] > 0}
+    best = json.loads((run / "best" / "best.json").read_text())
+    step = min(val, key=val.get)
+    assert best == {"metric": "val_loss", "value": val[step], "step": step}
+    kept = load_file(str(run / "best" / "model.safetensors"))
+    at_step = load_file(str(run / "checkpoints" / f"step_{step:08d}" / "model.safetensors"))
+    assert kept.keys() == at_step.keys() and all(torch.equal(kept[k], at_step[k]) for k in kept)
+    assert (run / "best" / "config.json").is_file() and not (run / "best.tmp").exists()
+    with pytest.raises(ValueError, match="not a validation metric"):
+        train(MODEL, config(keep_best="val_nope"), "synthetic:vocab=64", tmp_path / "bad", progress=False)
+
+
+def test_keep_best_survives_a_resume(tmp_path):
+    run = tmp_path / "run"
+    train(MODEL, config(halt_after=4, keep_best="val_loss"), "synthetic:vocab=64", run, progress=False)
+    first = json.loads((run / "best" / "best.json").read_text())
+    (run / "best" / "best.json").write_text(json.dumps({**first, "value": -1.0}))  # nothing can beat it
+    train(MODEL, config(keep_best="val_loss"), "synthetic:vocab=64", run, resume=True, progress=False)
+    assert json.loads((run / "best" / "best.json").read_text())["step"] == first["step"]

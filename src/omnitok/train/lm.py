@@ -19,6 +19,8 @@ import dataclasses
 import functools
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -70,6 +72,8 @@ class TrainConfig:
     eval_batches: int = 8
     save_every: int = 500
     keep_checkpoints: int = 2
+    keep_best: str = ""  # a val metric to minimise, e.g. "val_loss" or "val_loss/task_transcript2speech": the
+    #   model at its lowest value so far is written to best/ (as final/, plus best.json); "" = off
     seed: int = 0
     compile: bool = False
     grad_checkpointing: bool = False
@@ -454,6 +458,7 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
         desc = "train lm" if tc.max_minutes <= 0 else f"train lm (stops at {tc.max_minutes:g} min)"
         pbar = tqdm(total=tc.max_steps, initial=step, desc=desc, dynamic_ncols=True)
     last: dict[str, Any] = {}
+    best_value = _best_so_far(out, tc.keep_best)
     t0, tokens_seen = time.perf_counter(), 0
     max_seconds = 60.0 * tc.max_minutes
     if tc.max_minutes < 0:
@@ -519,6 +524,8 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
             writer.write(rec)
             if info.is_main:
                 plot_curves(out / "metrics.jsonl", out / "loss.png")
+            if tc.keep_best:
+                best_value = _keep_best(out, rec, best_value, model, mcfg, source, info, tc)
         halt = tc.halt_after > 0 and step >= tc.halt_after
         if tc.save_every > 0 and (step % tc.save_every == 0 or finished or halt):
             _save(out, step, model, optimizer, full_config, source, info, tc, train_seconds)
@@ -526,6 +533,8 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
             break
     if pbar is not None:
         pbar.close()
+    if tc.keep_best and not (out / "best").is_dir() and info.is_main:
+        print(f"omnitok train lm: keep_best={tc.keep_best!r}: no validation ran, so no best/ was written")
     if info.is_main and finished:
         model_state = _full_state(model, info, tc)
         final = Transformer(mcfg)
@@ -567,6 +576,39 @@ def _full_state(model: Transformer, info: dist_utils.DistInfo, tc: TrainConfig) 
 
         return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def _best_so_far(out: Path, metric: str) -> float:
+    """The value recorded in ``out/best/best.json`` for ``metric`` (a resumed run keeps its best), else inf."""
+    try:
+        info = json.loads((out / "best" / "best.json").read_text())
+    except (OSError, ValueError):
+        return math.inf
+    return float(info["value"]) if metric and info.get("metric") == metric else math.inf
+
+
+def _keep_best(out: Path, rec: dict[str, Any], best: float, model: Transformer, mcfg: Any, source: BatchSource,
+               info: dist_utils.DistInfo, tc: TrainConfig) -> float:
+    """Write the model to ``out/best`` when ``rec[tc.keep_best]`` (a val record) is below ``best``; returns the
+    lowest value so far. Every rank takes part (the state gathering is collective under FSDP); rank 0 writes."""
+    if tc.keep_best not in rec:
+        raise ValueError(f"train.keep_best={tc.keep_best!r} is not a validation metric; this run's are "
+                         f"{sorted(k for k in rec if k.startswith('val_'))}")
+    value = float(rec[tc.keep_best])
+    if not value < best:
+        return best
+    state = _full_state(model, info, tc)
+    if info.is_main:
+        best_model = Transformer(mcfg)
+        best_model.load_state_dict(state)
+        best_model.generation_config = generation_defaults(source)
+        tmp = out / "best.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        best_model.save_pretrained(tmp)
+        (tmp / "best.json").write_text(json.dumps({"metric": tc.keep_best, "value": value, "step": rec["step"]}))
+        shutil.rmtree(out / "best", ignore_errors=True)
+        os.replace(tmp, out / "best")
+    return value
 
 
 def _out_of_time(seconds: float, budget: float, info: dist_utils.DistInfo) -> bool:
