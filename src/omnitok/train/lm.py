@@ -536,11 +536,7 @@ def train(model_cfg: dict[str, Any], tc: TrainConfig, data: str, out: str | Path
     if tc.keep_best and not (out / "best").is_dir() and info.is_main:
         print(f"omnitok train lm: keep_best={tc.keep_best!r}: no validation ran, so no best/ was written")
     if info.is_main and finished:
-        model_state = _full_state(model, info, tc)
-        final = Transformer(mcfg)
-        final.load_state_dict(model_state)
-        final.generation_config = generation_defaults(source)
-        final.save_pretrained(out / "final")
+        _write_model(out / "final", _full_state(model, info, tc), mcfg, source)
         if (out / "metrics.jsonl").is_file():
             plot_curves(out / "metrics.jsonl", out / "loss.png")
     elif info.enabled and finished and tc.distributed == "fsdp":
@@ -578,6 +574,14 @@ def _full_state(model: Transformer, info: dist_utils.DistInfo, tc: TrainConfig) 
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
+def _write_model(folder: Path, state: dict[str, Tensor], mcfg: ModelConfig, source: BatchSource) -> None:
+    """A model folder (config.json, model.safetensors, generation_config.json) of ``state``: final/ and best/."""
+    model = Transformer(mcfg)
+    model.load_state_dict(state)
+    model.generation_config = generation_defaults(source)
+    model.save_pretrained(folder)
+
+
 def _best_so_far(out: Path, metric: str) -> float:
     """The value recorded in ``out/best/best.json`` for ``metric`` (a resumed run keeps its best), else inf."""
     try:
@@ -587,7 +591,7 @@ def _best_so_far(out: Path, metric: str) -> float:
     return float(info["value"]) if metric and info.get("metric") == metric else math.inf
 
 
-def _keep_best(out: Path, rec: dict[str, Any], best: float, model: Transformer, mcfg: Any, source: BatchSource,
+def _keep_best(out: Path, rec: dict[str, Any], best: float, model: Transformer, mcfg: ModelConfig, source: BatchSource,
                info: dist_utils.DistInfo, tc: TrainConfig) -> float:
     """Write the model to ``out/best`` when ``rec[tc.keep_best]`` (a val record) is below ``best``; returns the
     lowest value so far. Every rank takes part (the state gathering is collective under FSDP); rank 0 writes."""
@@ -599,12 +603,9 @@ def _keep_best(out: Path, rec: dict[str, Any], best: float, model: Transformer, 
         return best
     state = _full_state(model, info, tc)
     if info.is_main:
-        best_model = Transformer(mcfg)
-        best_model.load_state_dict(state)
-        best_model.generation_config = generation_defaults(source)
         tmp = out / "best.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        best_model.save_pretrained(tmp)
+        _write_model(tmp, state, mcfg, source)
         (tmp / "best.json").write_text(json.dumps({"metric": tc.keep_best, "value": value, "step": rec["step"]}))
         shutil.rmtree(out / "best", ignore_errors=True)
         os.replace(tmp, out / "best")

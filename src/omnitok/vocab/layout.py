@@ -289,6 +289,13 @@ class IdLayout:
         ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         return ids, spans
 
+    def video_rows(self, h: int) -> list[tuple[slice, CodecEntry]]:
+        """The rows of an h-row video frame and the entry whose ids they take: the image codec's for the first
+        ``image_rows`` (shared image ids), the video codec's for the rest."""
+        e = self._entry("video")
+        r = min(e.image_rows, h)
+        return [(slice(0, r), self.entries["image"]), (slice(r, h), e)] if r else [(slice(0, h), e)]
+
     def _lift(self, codes: np.ndarray, e: CodecEntry, what: str) -> np.ndarray:
         """codes (..., n_q) -> vocabulary ids with per-level offsets (checks ranges and n_q)."""
         if codes.shape[-1] != e.num_codebooks:
@@ -322,10 +329,8 @@ class IdLayout:
         if m == "video":
             codes = as_code_array(seg.codes, 3, "video codes")
             t, h, w, _ = codes.shape
-            r = min(e.image_rows, h)  # rows in the image codec's ids
-            lifted = np.concatenate([self._lift(codes[:, :r], self.entries["image"], "video (image rows)"),
-                                     self._lift(codes[:, r:], e, "video")], axis=1) if r else self._lift(codes, e, "video")
-            lifted = lifted.reshape(t, h, -1)  # (t, h, w*n_q)
+            lifted = np.concatenate([self._lift(codes[:, rows], entry, f"video ({entry.modality} rows)")
+                                     for rows, entry in self.video_rows(h)], axis=1).reshape(t, h, -1)  # (t, h, w*n_q)
             rows = np.concatenate([lifted, np.full((t, h, 1), sp.eor, dtype=np.int64)], axis=2).reshape(t, -1)
             frames = np.concatenate([rows, np.full((t, 1), sp.eof, dtype=np.int64)], axis=1)
             head = [sp.begin(m), self.frames_id(t), self.height_id(h), self.width_id(w)]

@@ -107,9 +107,7 @@ def _segment(layout: IdLayout, ids: np.ndarray) -> Segment:
         t = int(ids[1]) - sp.frames_base + 1
         h, w = int(ids[2]) - sp.height_base + 1, int(ids[3]) - sp.width_base + 1
         frames = ids[4:-1].reshape(t, -1)[:, :-1].reshape(t, h, -1)[:, :, :-1].reshape(t, h, w, e.num_codebooks)
-        r = min(e.image_rows, h)  # rows in the image codec's ids (IdLayout: shared image ids)
-        codes = _lower(frames, e) if not r else np.concatenate(
-            [_lower(frames[:, :r], layout.entries["image"]), _lower(frames[:, r:], e)], axis=1)
+        codes = np.concatenate([_lower(frames[:, rows], entry) for rows, entry in layout.video_rows(h)], axis=1)
         return Video(codes=codes_tensor(codes))
     delay = layout.audio_pattern == "delay" and e.num_codebooks > 1
     grid = patterns.from_stream(ids[1:-1], "delay" if delay else "flatten", e.num_codebooks)
