@@ -113,3 +113,39 @@ def test_bad_input_says_what() -> None:
         aa.speed(np.zeros((2, 10), np.float32), 1.1)
     with pytest.raises(ValueError, match="factor"):
         aa.speed(sine(100.0), 3.0)
+
+
+def _band_energy(x: np.ndarray, lo: float, hi: float) -> float:
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1.0 / SR)
+    return float(spec[(f >= lo) & (f < hi)].sum())
+
+
+def test_band_limit_removes_what_a_narrow_channel_cannot_hold() -> None:
+    # a 1 kHz tone passes an 8 kHz capture; a 6 kHz tone (above its 4 kHz Nyquist) does not
+    x = sine(1000.0) + sine(6000.0)
+    y = aa.band_limit(x, 8000, SR)
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert _band_energy(y, 900, 1100) == pytest.approx(_band_energy(x, 900, 1100), rel=0.05)
+    assert _band_energy(y, 5900, 6100) < 1e-3 * _band_energy(x, 5900, 6100)
+    # a 12 kHz capture keeps a 5 kHz tone (its cut-off is 0.95 x 6 kHz) and still drops 6 kHz
+    w = sine(5000.0) + sine(6000.0)
+    z = aa.band_limit(w, 12000, SR)
+    assert _band_energy(z, 4900, 5100) == pytest.approx(_band_energy(w, 4900, 5100), rel=0.05)
+    assert _band_energy(z, 5900, 6100) < 1e-2 * _band_energy(w, 5900, 6100)
+    assert np.array_equal(aa.band_limit(x, SR, SR), x)
+    with pytest.raises(ValueError, match="band_limit: capture_rate"):
+        aa.band_limit(x, 1000, SR)
+
+
+def test_band_is_drawn_last_so_other_effects_stay() -> None:
+    with_band = aa.AugmentConfig(p_band=0.5)
+    draws = [(aa.draw(np.random.default_rng(i)), aa.draw(np.random.default_rng(i), with_band)) for i in range(400)]
+    for old, new in draws:
+        assert {k: v for k, v in new.items() if k != "band_hz"} == old
+    bands = [new["band_hz"] for _, new in draws if "band_hz" in new]
+    assert len(bands) / 400 == pytest.approx(0.5, abs=0.08)
+    assert set(bands) <= {8000, 9000, 10000, 11000, 12000} and len(set(bands)) > 1
+    x = sine(6000.0, 0.5)
+    params = {"band_hz": 8000, "seed": 0}
+    assert _band_energy(aa.apply(x, params, SR), 5900, 6100) < 1e-3 * _band_energy(x, 5900, 6100)

@@ -184,6 +184,21 @@ def test_speaker_card_counts() -> None:
     assert 25 <= card["augmented"] <= 75  # about a quarter of 200
 
 
+def test_augment_band_adds_a_channel_and_keeps_the_rest() -> None:
+    kw = dict(seed=3, digits=200, single_digits=0, emoji=0, sentences_count=0, engines=("flite",),
+              voices=("awb",), augment=0.5)
+    plain, banded = speech.plan(**kw), speech.plan(**kw, augment_band=1.0)
+    assert [u.key for u in plain] == [u.key for u in banded]
+    for a, b in zip(plain, banded):
+        assert ("augment" in a.meta) == ("augment" in b.meta)
+        if "augment" in b.meta:
+            assert {k: v for k, v in b.meta["augment"].items() if k != "band_hz"} == a.meta["augment"]
+            assert "band_hz" not in a.meta["augment"]
+    assert sum("band_hz" in u.meta.get("augment", {}) for u in banded) == sum("augment" in u.meta for u in banded)
+    with pytest.raises(ValueError, match="augment_band"):
+        speech.plan(**kw, augment_band=1.5)
+
+
 @needs_flite
 @needs_espeak
 def test_build_heldout_and_augmented(tmp_path: Path, npm_dir: Path) -> None:

@@ -9,11 +9,13 @@ takes mono float32 audio ``(T,)`` and returns a new array (the input is never ch
 - :func:`gain`        loudness in dB, clipped to [-1, 1] as a sound card would;
 - :func:`add_noise`   white, pink or brown noise at a signal-to-noise ratio in dB;
 - :func:`reverb`      a synthetic room: an exponentially decaying noise tail of a given RT60 (the time the
-                      tail takes to fall by 60 dB), mixed with the dry signal.
+                      tail takes to fall by 60 dB), mixed with the dry signal;
+- :func:`band_limit`  a narrow-band channel: down to a lower capture rate and back up (a telephone or an 8 kHz
+                      recorder keeps nothing above half its rate).
 
 :func:`draw` picks one set of parameters from a seeded generator (each effect on with its own probability,
 in ranges that keep digits intelligible) and :func:`apply` runs them in a fixed order (speed, pitch, room,
-noise, gain). The parameters are a plain dict, stored in the example's meta so a clip says what was done to it.
+noise, band, gain). The parameters are a plain dict, stored in the example's meta so a clip says what was done to it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "AugmentConfig",
     "add_noise",
     "apply",
+    "band_limit",
     "draw",
     "gain",
     "noise",
@@ -169,6 +172,18 @@ def reverb(
     return y.astype(np.float32)
 
 
+def band_limit(audio: np.ndarray, capture_rate: int, sample_rate: int = 16000) -> np.ndarray:
+    """Keep only what a recording at ``capture_rate`` Hz holds: resample down to it and back to ``sample_rate``
+    (the anti-aliasing filter removes everything above ``capture_rate / 2``). Same length as the input."""
+    x = _mono(audio, "band_limit")
+    if not 2000 <= capture_rate <= sample_rate:
+        raise ValueError(f"band_limit: capture_rate must be in [2000, {sample_rate}] Hz, got {capture_rate}")
+    if capture_rate == sample_rate:
+        return x.copy()
+    y = resample(resample(x, sample_rate, capture_rate), capture_rate, sample_rate)
+    return np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)].astype(np.float32)
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Probabilities and ranges of :func:`draw` (defaults keep spoken digits intelligible to pocketsphinx)."""
@@ -182,11 +197,15 @@ class AugmentConfig:
     p_noise: float = 0.5
     snr_range: tuple[float, float] = (10.0, 30.0)  # dB
     gain_range: tuple[float, float] = (-12.0, 3.0)  # dB, always applied
+    p_band: float = 0.0  # off by default: clips drawn before it existed keep their effects
+    band_range: tuple[int, int] = (8000, 12000)  # capture rate in Hz: a telephone-band recorder to 12 kHz
 
 
 def draw(rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> dict[str, Any]:
-    """One set of parameters: ``speed``, ``pitch`` (semitones), ``rt60`` (s), ``snr_db`` + ``noise``, ``gain_db``
-    (an effect that is off is left out). Every draw is made whether used or not, so the stream stays aligned."""
+    """One set of parameters: ``speed``, ``pitch`` (semitones), ``rt60`` (s), ``snr_db`` + ``noise``, ``gain_db``,
+    ``band_hz`` (the capture rate; an effect that is off is left out). Every draw is made whether used or not, so
+    the stream stays aligned; ``band_hz`` is drawn last, only when ``p_band > 0``, so the other effects of a key
+    are the same with and without it."""
     u = rng.random(4)
     sp = round(float(rng.uniform(*config.speed_range)), 2)
     pi = round(float(rng.uniform(*config.pitch_range)), 1)
@@ -206,11 +225,17 @@ def draw(rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> d
         out["snr_db"], out["noise"] = snr, colour
     out["gain_db"] = g
     out["seed"] = seed
+    if config.p_band > 0:
+        on = rng.random() < config.p_band
+        band = int(round(float(rng.uniform(*config.band_range)), -3))
+        if on and band < 16000:
+            out["band_hz"] = band
     return out
 
 
 def apply(audio: np.ndarray, params: dict[str, Any], sample_rate: int = 16000) -> np.ndarray:
-    """Run the effects named in ``params`` (from :func:`draw`) in the order speed, pitch, room, noise, gain."""
+    """Run the effects named in ``params`` (from :func:`draw`) in the order speed, pitch, room, noise, band,
+    gain."""
     x = _mono(audio, "augment")
     rng = np.random.default_rng(int(params.get("seed", 0)))
     if "speed" in params:
@@ -221,6 +246,8 @@ def apply(audio: np.ndarray, params: dict[str, Any], sample_rate: int = 16000) -
         x = reverb(x, float(params["rt60"]), rng, sample_rate)
     if "snr_db" in params:
         x = add_noise(x, float(params["snr_db"]), rng, str(params.get("noise", "white")))
+    if "band_hz" in params:
+        x = band_limit(x, int(params["band_hz"]), sample_rate)
     if "gain_db" in params:
         x = gain(x, float(params["gain_db"]))
     return x

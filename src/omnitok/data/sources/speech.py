@@ -34,6 +34,9 @@ Many speakers, some never heard in training (``docs/data.md``, "Speech"):
 - ``augment`` (0): the probability that a clip goes through :mod:`omnitok.data.audio_augment` (speed and
   pitch perturbation, a room, background noise, loudness), with parameters drawn per key and kept in
   ``meta["augment"]``.
+- ``augment_band`` (0): the probability that an augmented clip also passes a narrow-band channel
+  (``audio_augment.band_limit``: recorded at 8-12 kHz, as a telephone or a cheap recorder; flite's 8 kHz ``kal``
+  is such a voice). The other effects of a key are the same with and without it.
 
 The default build is 10,878 utterances (7,000 digits, 1,878 emoji
 names, 2,000 sentences; 5.1 hours of audio, 323 MiB): 33 ms per utterance with 3 workers on 2 cores
@@ -300,6 +303,7 @@ def plan(
     split_of: Callable[[str], str] | None = None,
     heldout_share: float = 0.5,
     augment: float = 0.0,
+    augment_band: float = 0.0,
     with_prompt: bool = False,
 ) -> list[Utterance]:
     """Every utterance of a build, in yield order. Item i of a kind depends only on (seed, kind, i).
@@ -310,7 +314,8 @@ def plan(
     ``heldout``: voices never used for a training key (``split_of(key) == "train"``); a val/test key gets one
     of them with probability ``heldout_share`` (see :func:`is_heldout` for the names).
     ``augment``: the probability that a clip is put through :mod:`omnitok.data.audio_augment` (its
-    parameters, drawn per key, go to ``meta["augment"]``).
+    parameters, drawn per key, go to ``meta["augment"]``); ``augment_band``: the probability that an augmented
+    clip is also band-limited (``AugmentConfig.p_band``).
     ``with_prompt``: ``meta["prompt"]`` = :func:`voice_prompt` (the text -> speech prompt naming the voice).
     """
     if not engines or any(e not in LICENCES for e in engines):
@@ -319,8 +324,10 @@ def plan(
         raise ValueError(f"voices must be a non-empty subset of the flite voices {FLITE_ALL_VOICES}, got {voices}")
     if not accents or not variants:
         raise ValueError(f"espeak_accents and espeak_variants must not be empty, got {accents} / {variants}")
-    if not 0.0 <= heldout_share <= 1.0 or not 0.0 <= augment <= 1.0:
-        raise ValueError(f"heldout_share and augment are probabilities in [0, 1], got {heldout_share} / {augment}")
+    if not all(0.0 <= v <= 1.0 for v in (heldout_share, augment, augment_band)):
+        raise ValueError(f"heldout_share, augment and augment_band are probabilities in [0, 1], got "
+                         f"{heldout_share} / {augment} / {augment_band}")
+    augment_config = audio_augment.AugmentConfig(p_band=augment_band)
 
     def rng(kind: str, i: int) -> np.random.Generator:
         return np.random.default_rng([seed, sum(map(ord, kind)), len(kind), i])
@@ -331,7 +338,7 @@ def plan(
         if augment > 0:
             a = np.random.default_rng([seed, 17, int(key_fraction(key, "speech-augment") * 2**53)])
             if a.random() < augment:
-                meta = {**meta, "augment": audio_augment.draw(a)}
+                meta = {**meta, "augment": audio_augment.draw(a, augment_config)}
         if heldout:
             meta = {**meta, "heldout_voice": is_heldout(voice, heldout)}
         if with_prompt:
@@ -502,6 +509,7 @@ def iter_examples(ctx: Any) -> Iterator[Example]:
         split_of=lambda key: split_by_key(key, splits),
         heldout_share=_float_option(options, "heldout_share", 0.5),
         augment=_float_option(options, "augment", 0.0),
+        augment_band=_float_option(options, "augment_band", 0.0),
         with_prompt=_int_option(options, "voice_prompt", 0) != 0,
     )
     limit = getattr(ctx, "limit", None)
