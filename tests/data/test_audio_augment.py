@@ -149,3 +149,11 @@ def test_band_is_drawn_last_so_other_effects_stay() -> None:
     x = sine(6000.0, 0.5)
     params = {"band_hz": 8000, "seed": 0}
     assert _band_energy(aa.apply(x, params, SR), 5900, 6100) < 1e-3 * _band_energy(x, 5900, 6100)
+
+
+def test_time_stretch_never_reads_past_the_last_frame() -> None:
+    # 1 / 1.12 and these lengths made np.arange overshoot its stop: an IndexError on the last frame
+    for n in (5775, 5812, 12176):
+        y = aa.time_stretch(np.full(n, 0.1, np.float32), 1.0 / 1.12)
+        assert len(y) == round(n * 1.12)
+    assert len(aa.pitch_shift(np.full(5775, 0.1, np.float32), 12 * np.log2(1.12), SR)) == 5775

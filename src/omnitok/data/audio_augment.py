@@ -79,6 +79,7 @@ def time_stretch(audio: np.ndarray, rate: float, n_fft: int = 512, hop: int = 12
     spec = _stft(x, n_fft, hop)  # (F, K)
     n_frames, bins = spec.shape
     steps = np.arange(0.0, n_frames - 1, rate)  # fractional frame positions read
+    steps = steps[steps < n_frames - 1]  # a float arange can overshoot its stop by a rounding error
     omega = 2 * np.pi * hop * np.arange(bins) / n_fft  # expected phase advance per hop
     phase = np.angle(spec[0])
     win = np.hanning(n_fft + 1)[:-1]
