@@ -77,7 +77,13 @@ def ctc_loss(logits: Tensor, frames: Tensor, targets: Tensor, target_lengths: Te
     """
     log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (F, B, V)
     return F.ctc_loss(
-        log_probs, targets, frames, target_lengths, blank=BLANK, reduction="mean", zero_infinity=True
+        log_probs,
+        targets.to(logits.device),  # lengths may stay on the CPU
+        frames.cpu(),
+        target_lengths.cpu(),
+        blank=BLANK,
+        reduction="mean",
+        zero_infinity=True,
     )
 
 
