@@ -199,6 +199,25 @@ def test_augment_band_adds_a_channel_and_keeps_the_rest() -> None:
         speech.plan(**kw, augment_band=1.5)
 
 
+def test_augment_pitch_range_changes_only_the_size_of_the_shift() -> None:
+    kw = dict(seed=3, digits=300, single_digits=0, emoji=0, sentences_count=0, engines=("flite",),
+              voices=("awb",), augment=1.0)
+    plain, wide = speech.plan(**kw), speech.plan(**kw, augment_pitch=(-3.0, 5.0))
+    shifts = []
+    for a, b in zip(plain, wide):
+        pa, pb = a.meta["augment"], b.meta["augment"]
+        assert {k: v for k, v in pa.items() if k != "pitch"} == {k: v for k, v in pb.items() if k != "pitch"}
+        assert -3.0 <= pa.get("pitch", 0.0) <= 3.0
+        shifts.append(pb.get("pitch", 0.0))
+    assert max(shifts) > 3.5 and min(shifts) >= -3.0
+    assert speech._pitch_range({"augment_pitch": "-3,5"}) == (-3.0, 5.0)
+    assert speech._pitch_range({"augment_pitch": [-2, 4]}) == (-2.0, 4.0)
+    with pytest.raises(ValueError, match="augment_pitch"):
+        speech._pitch_range({"augment_pitch": "5"})
+    with pytest.raises(ValueError, match="augment_pitch"):
+        speech.plan(**kw, augment_pitch=(4.0, -1.0))
+
+
 @needs_flite
 @needs_espeak
 def test_build_heldout_and_augmented(tmp_path: Path, npm_dir: Path) -> None:

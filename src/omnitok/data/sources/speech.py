@@ -37,6 +37,9 @@ Many speakers, some never heard in training (``docs/data.md``, "Speech"):
 - ``augment_band`` (0): the probability that an augmented clip also passes a narrow-band channel
   (``audio_augment.band_limit``: recorded at 8-12 kHz, as a telephone or a cheap recorder; flite's 8 kHz ``kal``
   is such a voice). The other effects of a key are the same with and without it.
+- ``augment_pitch`` ("-3,3"): the range of the pitch shift in semitones, ``LO,HI``. The shift scales the
+  formants with the pitch (a shorter or longer vocal tract, as VTLP), so a range reaching +4 or +5 turns male
+  voices towards female ones. Only the size of a key's shift changes with the range, not which effects it gets.
 
 The default build is 10,878 utterances (7,000 digits, 1,878 emoji
 names, 2,000 sentences; 5.1 hours of audio, 323 MiB): 33 ms per utterance with 3 workers on 2 cores
@@ -304,6 +307,7 @@ def plan(
     heldout_share: float = 0.5,
     augment: float = 0.0,
     augment_band: float = 0.0,
+    augment_pitch: tuple[float, float] = (-3.0, 3.0),
     with_prompt: bool = False,
 ) -> list[Utterance]:
     """Every utterance of a build, in yield order. Item i of a kind depends only on (seed, kind, i).
@@ -315,7 +319,7 @@ def plan(
     of them with probability ``heldout_share`` (see :func:`is_heldout` for the names).
     ``augment``: the probability that a clip is put through :mod:`omnitok.data.audio_augment` (its
     parameters, drawn per key, go to ``meta["augment"]``); ``augment_band``: the probability that an augmented
-    clip is also band-limited (``AugmentConfig.p_band``).
+    clip is also band-limited (``AugmentConfig.p_band``); ``augment_pitch`` the pitch shift's range in semitones.
     ``with_prompt``: ``meta["prompt"]`` = :func:`voice_prompt` (the text -> speech prompt naming the voice).
     """
     if not engines or any(e not in LICENCES for e in engines):
@@ -327,7 +331,10 @@ def plan(
     if not all(0.0 <= v <= 1.0 for v in (heldout_share, augment, augment_band)):
         raise ValueError(f"heldout_share, augment and augment_band are probabilities in [0, 1], got "
                          f"{heldout_share} / {augment} / {augment_band}")
-    augment_config = audio_augment.AugmentConfig(p_band=augment_band)
+    lo, hi = (float(v) for v in augment_pitch)
+    if not -12.0 <= lo <= hi <= 12.0:
+        raise ValueError(f"augment_pitch: expected LO,HI semitones with -12 <= LO <= HI <= 12, got {augment_pitch}")
+    augment_config = audio_augment.AugmentConfig(p_band=augment_band, pitch_range=(lo, hi))
 
     def rng(kind: str, i: int) -> np.random.Generator:
         return np.random.default_rng([seed, sum(map(ord, kind)), len(kind), i])
@@ -457,6 +464,15 @@ def _float_option(options: dict[str, str], name: str, default: float) -> float:
         raise ValueError(f"speech option {name} must be a number, got {value!r}") from e
 
 
+def _pitch_range(options: dict[str, Any]) -> tuple[float, float]:
+    raw = options.get("augment_pitch", "-3,3")
+    try:
+        lo, hi = (float(v) for v in (raw if isinstance(raw, (list, tuple)) else str(raw).split(",")))
+    except ValueError:
+        raise ValueError(f"speech option augment_pitch: expected LO,HI semitones like -3,5, got {raw!r}") from None
+    return lo, hi
+
+
 def speaker_card(utts: list[Utterance], split_of: Callable[[str], str],
                  heldout: tuple[str, ...]) -> dict[str, Any]:
     """The card's ``speakers`` field: which voices are held out, and clips per split per voice."""
@@ -510,6 +526,7 @@ def iter_examples(ctx: Any) -> Iterator[Example]:
         heldout_share=_float_option(options, "heldout_share", 0.5),
         augment=_float_option(options, "augment", 0.0),
         augment_band=_float_option(options, "augment_band", 0.0),
+        augment_pitch=_pitch_range(options),
         with_prompt=_int_option(options, "voice_prompt", 0) != 0,
     )
     limit = getattr(ctx, "limit", None)
