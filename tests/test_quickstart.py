@@ -227,3 +227,22 @@ def test_codec_stage_derives_the_sprite_video_codec_from_the_trained_image_codec
     saved = json.loads((out / "codecs" / "video" / "codec" / "config.json").read_text())
     assert saved["preset"]["name"] == "quickstart-video-sprite" and saved["preset"]["data"]["frames"] == 8
     assert not (out / "codecs" / "video" / "checkpoints").exists()
+
+
+def test_speech_preset_plans_held_out_voices_and_a_narrow_band():
+    """The many-voice preset's speech options are ones the speech source takes: its held-out voices never reach
+    training, and augmented clips get the narrow-band channel."""
+    from omnitok.data.sources import speech
+    from omnitok.data.splits import split_of
+
+    cfg = load_config("quickstart-speech")
+    opts = {k: str(v) for k, v in cfg["data"]["speech"]["options"].items()}
+    held = tuple(opts["heldout_voices"].split(","))
+    split = lambda key: split_of(key, cfg["data"]["speech"]["splits"])  # noqa: E731
+    utts = speech.plan(seed=0, digits=300, single_digits=100, emoji=0, sentences_count=0,
+                       engines=tuple(opts["engines"].split(",")), voices=speech.FLITE_ALL_VOICES, heldout=held,
+                       split_of=split, heldout_share=float(opts["heldout_share"]), augment=float(opts["augment"]),
+                       augment_band=float(opts["augment_band"]), with_prompt=True)
+    assert not any(speech.is_heldout(u.voice, held) for u in utts if split(u.key) == "train")
+    assert any(speech.is_heldout(u.voice, held) for u in utts if split(u.key) == "test")
+    assert any("band_hz" in u.meta.get("augment", {}) for u in utts)
