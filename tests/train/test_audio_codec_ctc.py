@@ -104,6 +104,12 @@ def test_ctc_off_keeps_no_head(tmp_path) -> None:
     assert "ctc_probe" not in json.loads((final / "config.json").read_text())["train"]
 
 
+def test_resume_with_a_different_ctc_setting_says_so(tmp_path, speech_dir) -> None:
+    train(_cfg(speech_dir, "loss.ctc=0", "train.steps=2"), tmp_path, resume=False)
+    with pytest.raises(ValueError, match="trained without loss.ctc and this run has it on"):
+        train(_cfg(speech_dir, "train.steps=4"), tmp_path, resume=True)
+
+
 def test_ctc_refuses_data_without_transcripts(tmp_path) -> None:
     wavs = tmp_path / "wavs"
     wavs.mkdir()

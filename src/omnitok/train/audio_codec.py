@@ -269,6 +269,11 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
         codec.load_state_dict({k: v for k, v in state["model"].items() if k in own})
         if disc is not None:
             disc.load_state_dict({k[5:]: v for k, v in state["model"].items() if k.startswith("disc.")})
+        has_head = any(k.startswith("ctc_head.") for k in state["model"])
+        if has_head != (ctc_head is not None):
+            raise ValueError(f"--resume: checkpoint {ckpt} was trained with{'out' if not has_head else ''} "
+                             f"loss.ctc and this run has it {'on' if ctc_head is not None else 'off'}; "
+                             f"resume with the same loss.ctc setting or start a new --out")
         if ctc_head is not None and ctc_sampler is not None:
             ctc_head.load_state_dict({k[9:]: v for k, v in state["model"].items() if k.startswith("ctc_head.")})
             ctc_sampler.load_state_dict(state["loader"]["ctc_sampler"])
