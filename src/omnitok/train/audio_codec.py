@@ -226,7 +226,7 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
     ctc_weight, ctc_bs = float(lcfg.get("ctc", 0.0)), int(lcfg.get("ctc_batch", 4))
     ctc_head, ctc_sampler = None, None
     if ctc_weight > 0:
-        from omnitok.codecs.losses.ctc import CTCHead
+        from omnitok.codecs.losses.ctc import CTCHead, ctc_loss, encode_transcripts
 
         if ctc_bs < 1:
             raise ValueError(f"loss.ctc_batch: expected a positive number of clips, got {ctc_bs}")
@@ -306,8 +306,6 @@ def train(cfg: dict[str, Any], out_dir: Path, resume: bool = False) -> Path:
         loss, parts = recon(audio, x)
         loss = loss + vq_weight * out.loss.float()
         if ctc_head is not None and ctc_sampler is not None:
-            from omnitok.codecs.losses.ctc import ctc_loss, encode_transcripts
-
             xc, frames, texts_b = ctc_sampler.batch(ctc_bs)  # (Bc, 1, T), (Bc,)
             targets, target_lengths = encode_transcripts(texts_b)
             with autocast():
